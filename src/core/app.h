@@ -1,0 +1,25 @@
+/* app.h - the process-wide context handed to api/, core/ and worker/:
+ * configuration, the chosen backends and a few derived values. Built once by
+ * main.c; read-only afterwards except the atomics. */
+#ifndef VX_APP_H
+#define VX_APP_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include "../blob/blob.h"
+#include "../store/store.h"
+#include "../util/config.h"
+
+typedef struct vx_metrics vx_metrics;
+
+typedef struct vx_app {
+    const vx_config *cfg;
+    vx_store *store;
+    vx_blob *blob;
+    vx_metrics *metrics;
+    unsigned char jwt_secret[32];
+    char tmp_dir[VX_PATH_SIZE];     /* <data>/tmp: upload spools, fetched inputs, outputs */
+    atomic_bool shutting_down;      /* set on SIGTERM: stop claiming, readyz fails */
+    atomic_int workers_busy;
+} vx_app;
+
+#endif

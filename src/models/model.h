@@ -1,0 +1,79 @@
+/* model.h - the model interface and the catalog (DESIGN.md "models").
+ * A model is a pure function of decoded PCM + parameters: it knows nothing
+ * of HTTP, SQL or storage. It is driven in frames (open / process* / finish)
+ * so the same model serves batch jobs and live streams with bounded state.
+ * Each model file defines one const vx_model; catalog.c lists them all.
+ * Models are re-entrant: state lives in what open() returns. */
+#ifndef VX_MODEL_H
+#define VX_MODEL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "../audio/audio.h"
+#include "../util/err.h"
+
+typedef enum vx_param_type { VX_PARAM_INT, VX_PARAM_NUMBER, VX_PARAM_BOOL, VX_PARAM_ENUM } vx_param_type;
+
+typedef struct vx_param_spec {
+    const char *name;
+    vx_param_type type;
+    const char *description;
+    double min, max;                 /* INT / NUMBER bounds, inclusive */
+    double default_number;           /* INT / NUMBER default */
+    bool default_bool;
+    const char *default_choice;      /* ENUM default */
+    const char *const *choices;      /* ENUM, NULL-terminated */
+} vx_param_spec;
+
+/* What the model wants from the runner, decided from params + input. */
+typedef struct vx_model_plan {
+    int in_rate;          /* PCM rate the model consumes (0 = as the input) */
+    int in_channels;      /* 0 = as the input */
+    char out_format[16];  /* "" when the model makes no audio file */
+    int out_rate;         /* rate/channels of the audio the model emits */
+    int out_channels;
+} vx_model_plan;
+
+/* Where a model sends audio it produces. */
+typedef struct vx_pcm_out {
+    int (*write)(void *user, const float *pcm, size_t frames, vx_err *err);
+    void *user;
+} vx_pcm_out;
+
+typedef struct vx_model {
+    const char *name;            /* catalog key, [a-z0-9_-] */
+    const char *kind;            /* "conversion", "enhancement", "analysis", "transcription" */
+    const char *description;
+    const char *const *inputs;   /* accepted input formats, NULL-terminated */
+    const vx_param_spec *params;
+    size_t n_params;
+    int64_t price_per_job;       /* default prices in micro-credits */
+    int64_t price_per_second;
+
+    /* Decides rates/formats. `params` is already validated with defaults
+     * filled (vx_catalog_validate_params). */
+    int (*plan)(const json_t *params, const vx_audio_info *input, vx_model_plan *plan, vx_err *err);
+    /* Per-run state; NULL on failure. */
+    void *(*open)(const json_t *params, const vx_model_plan *plan, vx_err *err);
+    /* Consumes `frames` interleaved frames at plan->in_rate/in_channels. */
+    int (*process)(void *state, const float *pcm, size_t frames, const vx_pcm_out *out, vx_err *err);
+    /* End of input: flush, and return the result document (new reference). */
+    int (*finish)(void *state, const vx_pcm_out *out, json_t **result, vx_err *err);
+    void (*close)(void *state);
+} vx_model;
+
+/* ---- catalog ---- */
+const vx_model *vx_catalog_find(const char *name);
+const vx_model *const *vx_catalog_all(size_t *n);
+/* Checks `params` (a JSON object or NULL) against the model's specs: unknown
+ * key 422 "unknown_param", wrong type 422 "invalid_param", out of bounds or
+ * not a choice 422 "param_out_of_range" (messages name the parameter and the
+ * allowed range). On success *out is a new object with every param, defaults
+ * filled. */
+int vx_catalog_validate_params(const vx_model *m, const json_t *params, json_t **out, vx_err *err);
+/* {"name","kind","description","inputs":[...],"params":[{name,type,description,default,min,max|choices}],
+ *  "price":{"per_job","per_second"}} with the given prices (credits). New reference. */
+json_t *vx_catalog_model_json(const vx_model *m, int64_t per_job, int64_t per_second);
+
+#endif
