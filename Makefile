@@ -19,7 +19,7 @@ SRC_ALL  := $(shell find src -name '*.c' | sort)
 SRC_LIB  := $(filter-out src/main.c,$(SRC_ALL))
 SQL      := $(shell find src/store/schema -name '*.sql' | sort)
 GEN_SCHEMA := $(BUILD)/gen/schema.c
-OBJ_LIB  := $(SRC_LIB:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema.o
+OBJ_LIB  := $(SRC_LIB:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema.o $(BUILD)/gen/openapi.o
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -36,6 +36,13 @@ $(BUILD)/%.o: %.c
 $(GEN_SCHEMA): $(SQL) scripts/embed_sql.sh
 	@mkdir -p $(dir $@)
 	scripts/embed_sql.sh $(SQL) > $@
+
+$(BUILD)/gen/openapi.c: src/api/openapi.json scripts/embed_text.sh
+	@mkdir -p $(dir $@)
+	scripts/embed_text.sh vx_openapi_json $< > $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(CFLAGS) -Isrc -c $< -o $@
 
 $(BUILD)/gen/schema.o: $(GEN_SCHEMA)
 	$(CC) $(CFLAGS) -Isrc -c $< -o $@

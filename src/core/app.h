@@ -17,7 +17,7 @@ typedef struct vx_app {
     vx_blob *blob;
     vx_metrics *metrics;
     unsigned char jwt_secret[32];
-    char tmp_dir[VX_PATH_SIZE];     /* <data>/tmp: upload spools, fetched inputs, outputs */
+    char tmp_dir[VX_PATH_SIZE + 16]; /* <data>/tmp: upload spools, fetched inputs, outputs */
     atomic_bool shutting_down;      /* set on SIGTERM: stop claiming, readyz fails */
     atomic_int workers_busy;
 } vx_app;

@@ -1,0 +1,342 @@
+/* jobs.c - job submission (streaming multipart upload to a spool file, then
+ * core/jobs.c), status, history, cancel, and result/input downloads with
+ * Range support. The upload is never held in memory: each chunk is hashed
+ * and written to <data>/tmp as it arrives, and limits are checked per chunk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "../core/jobs.h"
+#include "../util/crypto.h"
+#include "../util/log.h"
+#include "common.h"
+#include "handlers.h"
+
+#define FIELD_MAX (64 * 1024)
+
+typedef struct upload_state {
+    vx_principal who;
+    const char *idempotency_key;   /* borrowed from the request headers */
+    int fd;                        /* spool file, -1 until the file part starts */
+    char spool[VX_PATH_SIZE + 64];
+    char filename[256];
+    char content_type[96];
+    bool have_file;
+    int64_t bytes;
+    vx_sha256 hash;
+    char *model, *params, *webhook_url;   /* text fields, malloc'd */
+    size_t model_len, params_len, webhook_len;
+} upload_state;
+
+static void upload_free(void *p) {
+    upload_state *u = p;
+    if (u->fd >= 0) close(u->fd);
+    if (u->spool[0]) unlink(u->spool);
+    free(u->model);
+    free(u->params);
+    free(u->webhook_url);
+    free(u);
+}
+
+int vx_api_job_upload_begin(vx_request *req, vx_err *err) {
+    vx_app *app = vx_req_app(req);
+    upload_state *u = calloc(1, sizeof *u);
+    if (!u) return vx_err_set(err, VX_E_INTERNAL, "internal", "out of memory");
+    u->fd = -1;
+    vx_req_set_data(req, u, upload_free);
+    if (vx_accounts_authenticate(app, vx_req_header(req, "Authorization"), vx_req_header(req, "X-API-Key"),
+                                 &u->who, err) != 0)
+        return -1;
+    const char *k = vx_req_header(req, "Idempotency-Key");
+    if (k) {
+        size_t len = strlen(k);
+        bool ok = len >= 1 && len <= 255;
+        for (size_t i = 0; ok && i < len; i++) ok = k[i] > 0x20 && k[i] < 0x7f;
+        if (!ok)
+            return vx_err_set(err, VX_E_INVALID, "invalid_idempotency_key",
+                              "Idempotency-Key must be 1-255 printable characters without spaces");
+        u->idempotency_key = k;
+    }
+    const char *cl = vx_req_header(req, "Content-Length");
+    if (cl) {
+        long long n = strtoll(cl, NULL, 10);
+        /* the multipart framing adds a little; refuse what cannot fit */
+        if (n > app->cfg->max_upload_bytes + FIELD_MAX * 3 + 4096)
+            return vx_err_set(err, VX_E_TOO_LARGE, "upload_too_large", "the upload exceeds the limit of %lld bytes",
+                              (long long)app->cfg->max_upload_bytes);
+    }
+    return 0;
+}
+
+static int append_field(char **dst, size_t *len, const vx_upload_chunk *c, vx_err *err) {
+    if (*len + c->size > FIELD_MAX)
+        return vx_err_set(err, VX_E_TOO_LARGE, "field_too_large", "form field '%s' is over 64 KiB", c->name);
+    char *p = realloc(*dst, *len + c->size + 1);
+    if (!p) return vx_err_set(err, VX_E_INTERNAL, "internal", "out of memory");
+    memcpy(p + *len, c->data, c->size);
+    *len += c->size;
+    p[*len] = '\0';
+    *dst = p;
+    return 0;
+}
+
+int vx_api_job_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err *err) {
+    upload_state *u = vx_req_data(req);
+    vx_app *app = vx_req_app(req);
+    if (strcmp(c->name, "file") == 0) {
+        if (c->offset == 0) {
+            if (u->have_file)
+                return vx_err_set(err, VX_E_INVALID, "invalid_request", "send exactly one 'file' part");
+            if (!c->filename || !vx_jobs_filename_valid(c->filename))
+                return vx_err_set(err, VX_E_INVALID, "invalid_filename",
+                                  "the file name must be a plain name without paths or control characters");
+            u->have_file = true;
+            snprintf(u->filename, sizeof u->filename, "%s", c->filename);
+            snprintf(u->content_type, sizeof u->content_type, "%s", c->content_type ? c->content_type : "");
+            snprintf(u->spool, sizeof u->spool, "%s/upload-XXXXXX", app->tmp_dir);
+            u->fd = mkostemp(u->spool, O_CLOEXEC);
+            if (u->fd < 0) {
+                u->spool[0] = '\0';
+                vx_error("cannot create an upload spool file: %s", strerror(errno));
+                return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+            }
+            vx_sha256_init(&u->hash);
+        }
+        if (u->fd < 0) return vx_err_set(err, VX_E_INVALID, "invalid_multipart", "unexpected file data");
+        u->bytes += (int64_t)c->size;
+        if (u->bytes > app->cfg->max_upload_bytes)
+            return vx_err_set(err, VX_E_TOO_LARGE, "upload_too_large", "the upload exceeds the limit of %lld bytes",
+                              (long long)app->cfg->max_upload_bytes);
+        vx_sha256_update(&u->hash, c->data, c->size);
+        for (size_t off = 0; off < c->size;) {
+            ssize_t w = write(u->fd, c->data + off, c->size - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                vx_error("writing an upload spool file failed: %s", strerror(errno));
+                return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+            }
+            off += (size_t)w;
+        }
+        return 0;
+    }
+    if (strcmp(c->name, "model") == 0) return append_field(&u->model, &u->model_len, c, err);
+    if (strcmp(c->name, "params") == 0) return append_field(&u->params, &u->params_len, c, err);
+    if (strcmp(c->name, "webhook_url") == 0) return append_field(&u->webhook_url, &u->webhook_len, c, err);
+    return 0; /* other fields are ignored, as form posts often carry extras */
+}
+
+void vx_api_job_submit(vx_request *req) {
+    upload_state *u = vx_req_data(req);
+    vx_app *app = vx_req_app(req);
+    if (!u->have_file) {
+        vx_respond_errorf(req, VX_E_INVALID, "missing_file", "the 'file' part is required");
+        return;
+    }
+    if (!u->model || !*u->model) {
+        vx_respond_errorf(req, VX_E_INVALID, "missing_model", "the 'model' field is required");
+        return;
+    }
+    if (u->bytes == 0) {
+        vx_respond_errorf(req, VX_E_UNPROCESSABLE, "empty_file", "the uploaded file is empty");
+        return;
+    }
+    if (fsync(u->fd) != 0 || close(u->fd) != 0) {
+        u->fd = -1;
+        vx_respond_errorf(req, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+        return;
+    }
+    u->fd = -1;
+    char digest[VX_SHA256_HEX_SIZE];
+    vx_sha256_final_hex(&u->hash, digest);
+    vx_job_submission s = {
+        .model = u->model, .params_text = u->params, .webhook_url = u->webhook_url, .spool_path = u->spool,
+        .filename = u->filename, .content_type = u->content_type, .bytes = u->bytes, .upload_sha256 = digest,
+        .idempotency_key = u->idempotency_key,
+    };
+    vx_job job = {0};
+    bool replayed = false;
+    vx_err err = {0};
+    int rc = vx_jobs_submit(app, &u->who, &s, &job, &replayed, &err);
+    u->spool[0] = '\0'; /* consumed by vx_jobs_submit either way */
+    if (rc != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    char location[96];
+    snprintf(location, sizeof location, "/v1/jobs/%s", job.id);
+    vx_resp_header(req, "Location", location);
+    if (replayed) vx_resp_header(req, "Idempotent-Replayed", "true");
+    vx_respond_json(req, 202, vx_api_job_json(&job, false));
+    vx_job_clear(&job);
+}
+
+void vx_api_job_get(vx_request *req) {
+    vx_principal who;
+    if (vx_api_auth(req, &who) != 0) return;
+    vx_job job = {0};
+    vx_err err = {0};
+    if (vx_jobs_get(vx_req_app(req), &who, vx_req_capture(req, "id"), &job, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    vx_respond_json(req, 200, vx_api_job_json(&job, strcmp(who.user.role, "admin") == 0));
+    vx_job_clear(&job);
+}
+
+/* Lists jobs; user_id NULL = everyone (admin route). */
+void vx_api_job_list_for(vx_request *req, const char *user_id, bool with_user) {
+    int limit;
+    const char *cursor;
+    if (vx_api_page_args(req, &limit, &cursor) != 0) return;
+    vx_job_filter f = {.user_id = user_id, .status = -1, .cursor = cursor, .limit = limit};
+    const char *status = vx_req_query(req, "status");
+    if (status && *status) {
+        vx_job_status st;
+        if (vx_job_status_parse(status, &st) != 0) {
+            vx_respond_errorf(req, VX_E_INVALID, "invalid_status",
+                              "status must be one of queued, running, succeeded, failed, canceled");
+            return;
+        }
+        f.status = (int)st;
+    }
+    const char *model = vx_req_query(req, "model");
+    if (model && *model) f.model = model;
+    vx_app *app = vx_req_app(req);
+    vx_job *jobs = NULL;
+    size_t n = 0;
+    vx_err err = {0};
+    if (app->store->ops->job_list(app->store, &f, &jobs, &n, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(data, vx_api_job_json(&jobs[i], with_user));
+    vx_respond_json(req, 200, vx_api_page_json(data, n == (size_t)limit ? jobs[n - 1].id : NULL));
+    vx_job_list_free(jobs, n);
+}
+
+void vx_api_job_list(vx_request *req) {
+    vx_principal who;
+    if (vx_api_auth(req, &who) != 0) return;
+    vx_api_job_list_for(req, who.user.id, false);
+}
+
+void vx_api_job_cancel(vx_request *req) {
+    vx_principal who;
+    if (vx_api_auth(req, &who) != 0) return;
+    vx_job job = {0};
+    vx_err err = {0};
+    if (vx_jobs_cancel(vx_req_app(req), &who, vx_req_capture(req, "id"), &job, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    vx_respond_json(req, 200, vx_api_job_json(&job, false));
+    vx_job_clear(&job);
+}
+
+/* Parses a single "bytes=a-b" / "bytes=a-" / "bytes=-n" range. Returns 1 with
+ * [*from, *to] set, 0 when the header is absent or not a single byte range
+ * (then the whole object is sent, as RFC 9110 allows), -1 if unsatisfiable. */
+static int parse_range(const char *h, int64_t size, int64_t *from, int64_t *to) {
+    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ',')) return 0;
+    const char *p = h + 6;
+    char *end;
+    if (*p == '-') {
+        long long n = strtoll(p + 1, &end, 10);
+        if (end == p + 1 || *end || n < 0) return 0;
+        if (n == 0 || size == 0) return -1;
+        *from = n >= size ? 0 : size - n;
+        *to = size - 1;
+        return 1;
+    }
+    long long a = strtoll(p, &end, 10);
+    if (end == p || *end != '-' || a < 0) return 0;
+    const char *q = end + 1;
+    long long b = size - 1;
+    if (*q) {
+        b = strtoll(q, &end, 10);
+        if (end == q || *end || b < a) return 0;
+    }
+    if (a >= size) return -1;
+    if (b >= size) b = size - 1;
+    *from = a;
+    *to = b;
+    return 1;
+}
+
+static void send_object(vx_request *req, const char *key, const char *content_type, const char *download_name) {
+    vx_app *app = vx_req_app(req);
+    vx_blob_reader r = {.fd = -1};
+    vx_err err = {0};
+    if (app->blob->ops->reader_open(app->blob, key, &r, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    int64_t from = 0, to = r.size - 1;
+    int rr = parse_range(vx_req_header(req, "Range"), r.size, &from, &to);
+    char buf[160];
+    vx_resp_header(req, "Accept-Ranges", "bytes");
+    if (rr < 0) {
+        snprintf(buf, sizeof buf, "bytes */%lld", (long long)r.size);
+        vx_resp_header(req, "Content-Range", buf);
+        app->blob->ops->reader_close(&r);
+        vx_respond_errorf(req, VX_E_RANGE, "range_not_satisfiable", "the requested range is outside the file");
+        return;
+    }
+    char safe[128];
+    snprintf(safe, sizeof safe, "%s", download_name);
+    for (char *c = safe; *c; c++)
+        if (*c == '"' || *c == ';' || (unsigned char)*c >= 0x7f) *c = '_';
+    snprintf(buf, sizeof buf, "attachment; filename=\"%s\"", safe);
+    vx_resp_header(req, "Content-Disposition", buf);
+    if (rr > 0) {
+        snprintf(buf, sizeof buf, "bytes %lld-%lld/%lld", (long long)from, (long long)to, (long long)r.size);
+        vx_resp_header(req, "Content-Range", buf);
+    }
+    int fd = r.fd >= 0 ? dup(r.fd) : -1;
+    app->blob->ops->reader_close(&r);
+    if (fd < 0) {
+        vx_respond_errorf(req, VX_E_INTERNAL, "internal", "cannot read the stored file");
+        return;
+    }
+    vx_respond_fd(req, rr > 0 ? 206 : 200, content_type, fd, from, r.size ? to - from + 1 : 0);
+}
+
+void vx_api_job_result(vx_request *req) {
+    vx_principal who;
+    if (vx_api_auth(req, &who) != 0) return;
+    vx_job job = {0};
+    vx_err err = {0};
+    if (vx_jobs_get(vx_req_app(req), &who, vx_req_capture(req, "id"), &job, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    if (job.status != VX_JOB_SUCCEEDED) {
+        vx_respond_errorf(req, VX_E_CONFLICT, "result_not_ready", "the job is %s; a result exists once it succeeded",
+                          vx_job_status_name(job.status));
+    } else if (!job.output_key[0]) {
+        json_t *doc = job.result_json ? json_loads(job.result_json, 0, NULL) : NULL;
+        vx_respond_json(req, 200, doc ? doc : json_object());
+    } else {
+        char name[128];
+        const char *ext = strrchr(job.output_key, '.');
+        snprintf(name, sizeof name, "%s%s", job.id, ext ? ext : "");
+        send_object(req, job.output_key, job.output_content_type, name);
+    }
+    vx_job_clear(&job);
+}
+
+void vx_api_job_input(vx_request *req) {
+    vx_principal who;
+    if (vx_api_auth(req, &who) != 0) return;
+    vx_job job = {0};
+    vx_err err = {0};
+    if (vx_jobs_get(vx_req_app(req), &who, vx_req_capture(req, "id"), &job, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    send_object(req, job.input_key, job.input_content_type, job.input_name);
+    vx_job_clear(&job);
+}

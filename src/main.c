@@ -1,0 +1,268 @@
+/* main.c - the voxd command line: `serve` (API + worker threads on the
+ * configured backends), `run` (one model on one file, no server), `version`.
+ * The only file that prints to stdout or calls exit. Signals are blocked in
+ * every thread and taken synchronously here with sigwait. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+#include "api/api.h"
+#include "core/accounts.h"
+#include "http/http.h"
+#include "models/model.h"
+#include "util/config.h"
+#include "util/credits.h"
+#include "util/crypto.h"
+#include "util/log.h"
+#include "worker/pipeline.h"
+#include "worker/worker.h"
+
+#define VOXD_VERSION "0.1.0"
+
+static void usage(FILE *out) {
+    fputs("voxd " VOXD_VERSION " - a self-hosted audio ML job service\n\n"
+          "usage:\n"
+          "  voxd serve [options]                      run the API server and worker threads\n"
+          "  voxd run MODEL INPUT [OUTPUT] [--param key=value ...]\n"
+          "                                            run one model on one file, print its JSON result\n"
+          "  voxd version                              print the version\n"
+          "  voxd COMMAND --help                       options of a command\n\n"
+          "Every serve option can also be set as VOXD_<OPTION> (e.g. VOXD_LISTEN, VOXD_DATA).\n"
+          "Models: GET /v1/models on a running server, or `voxd run --help`.\n",
+          out);
+}
+
+static int make_dir(const char *path) {
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) return 0;
+    fprintf(stderr, "voxd: cannot create %s: %s\n", path, strerror(errno));
+    return -1;
+}
+
+/* Upload spools and outputs of a previous run are garbage now. */
+static void clean_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[VX_PATH_SIZE + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+static int cmd_serve(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: voxd serve [options]\n\n");
+            vx_config_print_help(stdout);
+            return 0;
+        }
+    }
+    static vx_config cfg;
+    vx_err err = {0};
+    vx_config_defaults(&cfg);
+    if (vx_config_load(&cfg, argc, argv, &err) != 0) {
+        fprintf(stderr, "voxd serve: %s (see voxd serve --help)\n", err.message);
+        return 2;
+    }
+    vx_log_level level;
+    if (vx_log_parse_level(cfg.log_level, &level) == 0) vx_log_set_level(level);
+    if (vx_crypto_init() != 0) {
+        fprintf(stderr, "voxd: cannot initialise libsodium\n");
+        return 1;
+    }
+
+    /* Block the signals we handle before any thread starts, so all inherit the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static vx_app app;
+    app.cfg = &cfg;
+    if (make_dir(cfg.data_dir) != 0) return 1;
+    snprintf(app.tmp_dir, sizeof app.tmp_dir, "%s/tmp", cfg.data_dir);
+    if (make_dir(app.tmp_dir) != 0) return 1;
+    clean_tmp(app.tmp_dir);
+
+    int rc = 1;
+    vx_workers *workers = NULL;
+    vx_http_server *http = NULL;
+    app.store = vx_store_open(cfg.db_url, &err);
+    if (!app.store) {
+        fprintf(stderr, "voxd: cannot open the store: %s\n", err.message);
+        goto out;
+    }
+    app.blob = vx_blob_open(cfg.blob_url, &err);
+    if (!app.blob) {
+        fprintf(stderr, "voxd: cannot open the blob store: %s\n", err.message);
+        goto out;
+    }
+    char generated[64] = "";
+    bool created_admin = false;
+    if (vx_accounts_bootstrap(&app, generated, sizeof generated, &created_admin, &err) != 0) {
+        fprintf(stderr, "voxd: %s\n", err.message);
+        goto out;
+    }
+    if (created_admin) {
+        if (generated[0])
+            printf("voxd: created the admin account.\n  username: admin\n  password: %s\n"
+                   "  (shown once; set VOXD_ADMIN_PASSWORD to choose it yourself)\n", generated);
+        else
+            printf("voxd: created the admin account 'admin' with the password from VOXD_ADMIN_PASSWORD.\n");
+        fflush(stdout);
+    }
+    workers = vx_workers_start(&app, cfg.workers, &err);
+    if (!workers) {
+        fprintf(stderr, "voxd: cannot start workers: %s\n", err.message);
+        goto out;
+    }
+    size_t n_routes;
+    const vx_route *routes = vx_api_routes(&n_routes);
+    http = vx_http_start(&app, routes, n_routes, &err);
+    if (!http) {
+        fprintf(stderr, "voxd: cannot listen on %s: %s\n", cfg.listen, err.message);
+        goto out;
+    }
+    vx_info("voxd %s listening on %s (port %d), data in %s, %d worker(s), store schema v%d", VOXD_VERSION,
+            cfg.listen, vx_http_port(http), cfg.data_dir, cfg.workers, app.store->ops->schema_version(app.store));
+    printf("voxd: listening on http://%s\n", cfg.listen);
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    vx_info("signal %d: shutting down (stop claiming, finish in-flight work)", sig);
+    atomic_store(&app.shutting_down, true);
+    rc = 0;
+out:
+    if (http) vx_http_stop(http, cfg.shutdown_grace_s * 1000);
+    if (workers) vx_workers_stop(workers, cfg.shutdown_grace_s * 1000);
+    if (app.blob) vx_blob_close(app.blob);
+    if (app.store) vx_store_close(app.store);
+    if (rc == 0) vx_info("stopped");
+    return rc;
+}
+
+/* --param values: JSON scalars when they parse (0.5, true), else strings. */
+static json_t *param_value(const char *text) {
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+    if (v && !json_is_object(v) && !json_is_array(v)) return v;
+    json_decref(v);
+    return json_string(text);
+}
+
+static void print_models(FILE *out) {
+    size_t n;
+    const vx_model *const *all = vx_catalog_all(&n);
+    fputs("models:\n", out);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "  %-12s %s\n", all[i]->name, all[i]->description);
+        for (size_t p = 0; p < all[i]->n_params; p++)
+            fprintf(out, "      --param %s=...  %s\n", all[i]->params[p].name, all[i]->params[p].description);
+    }
+}
+
+static int cmd_run(int argc, char **argv) {
+    const char *pos[3] = {0};
+    int npos = 0;
+    json_t *given = json_object();
+    int rc = 2;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: voxd run MODEL INPUT [OUTPUT] [--param key=value ...]\n\n");
+            print_models(stdout);
+            json_decref(given);
+            return 0;
+        }
+        if (strcmp(argv[i], "--param") == 0 || strncmp(argv[i], "--param=", 8) == 0) {
+            const char *kv = argv[i][7] == '=' ? argv[i] + 8 : (i + 1 < argc ? argv[++i] : NULL);
+            const char *eq = kv ? strchr(kv, '=') : NULL;
+            if (!eq || eq == kv) {
+                fprintf(stderr, "voxd run: --param needs key=value\n");
+                goto out;
+            }
+            char key[128];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+            json_object_set_new(given, key, param_value(eq + 1));
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "voxd run: unknown option %s\n", argv[i]);
+            goto out;
+        } else if (npos < 3) {
+            pos[npos++] = argv[i];
+        } else {
+            fprintf(stderr, "voxd run: too many arguments\n");
+            goto out;
+        }
+    }
+    if (npos < 2) {
+        fprintf(stderr, "usage: voxd run MODEL INPUT [OUTPUT] [--param key=value ...]\n");
+        goto out;
+    }
+    const vx_model *m = vx_catalog_find(pos[0]);
+    if (!m) {
+        fprintf(stderr, "voxd run: unknown model '%s'\n", pos[0]);
+        print_models(stderr);
+        goto out;
+    }
+    vx_err err = {0};
+    json_t *params = NULL;
+    if (vx_catalog_validate_params(m, given, &params, &err) != 0) {
+        fprintf(stderr, "voxd run: %s\n", err.message);
+        goto out;
+    }
+    vx_audio_info info;
+    vx_model_plan plan = {0};
+    if (vx_audio_probe(pos[1], 1e9, &info, &err) != 0 || m->plan(params, &info, &plan, &err) != 0) {
+        fprintf(stderr, "voxd run: %s: %s\n", pos[1], err.message);
+        json_decref(params);
+        rc = 1;
+        goto out;
+    }
+    if (plan.out_format[0] && npos < 3) {
+        fprintf(stderr, "voxd run: model '%s' writes audio: give an OUTPUT path\n", m->name);
+        json_decref(params);
+        goto out;
+    }
+    vx_pipeline_request req = {.model = m, .params = params, .input_path = pos[1],
+                               .output_path = npos == 3 ? pos[2] : NULL};
+    vx_pipeline_result res = {0};
+    if (vx_pipeline_run(&req, &res, &err) != 0) {
+        fprintf(stderr, "voxd run: %s (%s)\n", err.message, err.code);
+        rc = 1;
+    } else {
+        char *text = res.result ? json_dumps(res.result, VX_JSON_DUMP_FLAGS | JSON_INDENT(2)) : NULL;
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        rc = 0;
+    }
+    vx_pipeline_result_clear(&res);
+    json_decref(params);
+out:
+    json_decref(given);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("voxd %s\n", VOXD_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
+    fprintf(stderr, "voxd: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
