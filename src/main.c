@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <dirent.h>
 #include <unistd.h>
+#include <libavutil/log.h>
 #include "api/api.h"
 #include "core/accounts.h"
 #include "http/http.h"
@@ -71,8 +72,10 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "voxd serve: %s (see voxd serve --help)\n", err.message);
         return 2;
     }
-    vx_log_level level;
+    vx_log_level level = VX_LOG_INFO;
     if (vx_log_parse_level(cfg.log_level, &level) == 0) vx_log_set_level(level);
+    /* Bad uploads are reported through vx_err; FFmpeg's own chatter only helps when debugging. */
+    av_log_set_level(level == VX_LOG_DEBUG ? AV_LOG_WARNING : AV_LOG_FATAL);
     if (vx_crypto_init() != 0) {
         fprintf(stderr, "voxd: cannot initialise libsodium\n");
         return 1;
@@ -207,6 +210,7 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "usage: voxd run MODEL INPUT [OUTPUT] [--param key=value ...]\n");
         goto out;
     }
+    av_log_set_level(AV_LOG_ERROR);
     const vx_model *m = vx_catalog_find(pos[0]);
     if (!m) {
         fprintf(stderr, "voxd run: unknown model '%s'\n", pos[0]);

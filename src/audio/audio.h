@@ -32,7 +32,8 @@ extern const char *const vx_audio_output_formats[];
  * alone already claims more), 422 "empty_audio" for zero samples, 422
  * "truncated_audio" when the decodable audio is clearly shorter than the
  * header claims or the stream is corrupt, 422 "invalid_audio" for anything
- * else FFmpeg rejects. Fills *info with measured values. */
+ * else FFmpeg rejects. Fills *info with measured values. max_duration_s <= 0
+ * means no limit. The name of the file plays no part: only its bytes. */
 int vx_audio_probe(const char *path, double max_duration_s, vx_audio_info *info, vx_err *err);
 
 typedef struct vx_decoder vx_decoder;

@@ -63,6 +63,9 @@ typedef struct vx_model {
     void (*close)(void *state);
 } vx_model;
 
+/* ---- the models (one file each in src/models/; catalog.c lists them) ---- */
+extern const vx_model vx_model_convert;   /* convert.c: any input -> wav/flac/opus/mp3 */
+
 /* ---- catalog ---- */
 const vx_model *vx_catalog_find(const char *name);
 const vx_model *const *vx_catalog_all(size_t *n);

@@ -29,8 +29,9 @@ void vx_strbuf_puts(vx_strbuf *b, const char *s) { vx_strbuf_append(b, s, strlen
 
 void vx_strbuf_printf(vx_strbuf *b, const char *fmt, ...) {
     va_list ap;
+    char probe[1];
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(probe, sizeof probe, fmt, ap);
     va_end(ap);
     if (n < 0) return;
     reserve(b, (size_t)n);
