@@ -6,7 +6,7 @@
 BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VOXD_BIN=${VOXD_BIN:-$BENCH_ROOT/build/voxd}
 case "$VOXD_BIN" in /*) ;; *) VOXD_BIN="$BENCH_ROOT/$VOXD_BIN" ;; esac
-BENCH_ADMIN_PASSWORD="Bench-Admin-Pass-42-Wombat"
+BENCH_ADMIN_PASSWORD="Bench-Root-Pass-42-Wombat"
 BENCH_DIR=$(mktemp -d /tmp/voxd-bench.XXXXXX)
 VOXD_PID=
 

@@ -49,6 +49,7 @@ def main():
         next_i = iter(range(args.jobs))
         lock = threading.Lock()
         results, failures = [], []
+        submitted_at = []
 
         def client():
             api = user.api.clone()
@@ -63,6 +64,8 @@ def main():
                     failures.append("submit %d: %d %s" % (i, r.status_code, r.text[:200]))
                     continue
                 mine.append(r.json()["id"])
+            with lock:
+                submitted_at.append(time.monotonic())
             for jid in mine:
                 job = helpers.wait_job(api, jid, timeout=600, interval=0.02)
                 with lock:
@@ -77,12 +80,14 @@ def main():
             t.join()
         wall = time.monotonic() - t0
 
+        submit_s = max(submitted_at) - t0 if submitted_at else 0
         lat = [ts(j["finished_at"]) - ts(j["created_at"]) for j in results]
         run = [ts(j["finished_at"]) - ts(j["started_at"]) for j in results]
         print("bench jobs: %d jobs (%s out), %d clients, %d workers" % (args.jobs, args.format, args.clients,
                                                                       args.workers))
         print("  succeeded %d, failed %d, wall %.2f s, %.1f jobs/s end to end"
               % (len(results), len(failures), wall, len(results) / wall if wall else 0))
+        print("  all submitted after %.2f s (%.1f submits/s)" % (submit_s, args.jobs / submit_s if submit_s else 0))
         if lat:
             print("  latency (created -> finished): median %.1f ms, p99 %.1f ms"
                   % (statistics.median(lat) * 1000, pct(lat, 99) * 1000))

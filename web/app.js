@@ -1153,7 +1153,8 @@ async function auditUser(u, button) {
   await withBusy(button, async () => {
     try {
       const a = await api('GET', `/v1/admin/users/${encodeURIComponent(u.id)}/audit`);
-      setText(out, `${u.username}: balance ${fmtCredits(a.balance)} vs ledger sum ${fmtCredits(a.ledger_sum)}; held ${fmtCredits(a.held)} vs ${fmtCredits(a.held_sum)} — ${a.consistent ? 'consistent' : 'INCONSISTENT'}.`);
+      const vs = (v) => (typeof v === 'number' ? ` (ledger ${fmtCredits(v)})` : '');
+      setText(out, `${u.username}: balance ${fmtCredits(a.balance)}${vs(a.ledger_sum)}, held ${fmtCredits(a.held)}${vs(a.held_sum)} — ${a.consistent ? 'consistent with the ledger' : 'INCONSISTENT with the ledger'}.`);
       out.classList.toggle('note-bad', !a.consistent);
       out.hidden = false;
     } catch (err) { showError($('#users-error'), err); }

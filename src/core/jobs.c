@@ -145,8 +145,11 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
     snprintf(job.input_key, sizeof job.input_key, "users/%s/%s/input.%s", who->user.id, job.id,
              vx_audio_extension(info.format));
     snprintf(job.input_name, sizeof job.input_name, "%s", s->filename);
+    /* The probed content decides; a client's generic type says nothing. */
+    const char *declared = s->content_type;
+    bool generic = !declared || !*declared || strcmp(declared, "application/octet-stream") == 0;
     snprintf(job.input_content_type, sizeof job.input_content_type, "%s",
-             s->content_type && *s->content_type ? s->content_type : "application/octet-stream");
+             generic ? vx_audio_content_type(info.format) : declared);
     job.input_bytes = s->bytes;
     snprintf(job.input_format, sizeof job.input_format, "%s", info.format);
     job.webhook_url = (s->webhook_url && *s->webhook_url) ? (char *)s->webhook_url : NULL;

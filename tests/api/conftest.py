@@ -3,6 +3,7 @@ voxd (top-up disabled, default sign-up grant, 2 workers), extra servers with
 custom flags per test, fresh users, an admin client, audio fixtures made once
 with ffmpeg, and the voxd log tail attached to every failing test's report."""
 import os
+import shutil
 import sys
 
 import pytest
@@ -22,6 +23,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if not rep.failed:
         return
+    item.voxd_failed = True
     for srv in helpers.SERVERS:
         if srv.owner == item.nodeid or (srv.shared and srv.running()):
             rep.sections.append(("voxd %s log tail (%s)" % (srv.name, srv.log_path), srv.log_tail(60)))
@@ -43,13 +45,14 @@ def server(tmp_path_factory):
                  name="default", shared=True)
     srv.start()
     yield srv
-    srv.stop()
+    srv.stop_and_check()
 
 
 @pytest.fixture
-def start_server(tmp_path):
+def start_server(tmp_path, request):
     """Factory: start_server(flags, name=None, env=None) -> a started Server on
-    its own data dir under tmp_path; all are stopped after the test."""
+    its own data dir under tmp_path; all are stopped after the test and their
+    data dirs removed if it passed (some hold hundreds of MB of blobs)."""
     started = []
 
     def _start(flags=(), name=None, env=None, data_dir=None):
@@ -61,6 +64,11 @@ def start_server(tmp_path):
     yield _start
     for srv in started:
         srv.stop()
+    for srv in started:
+        srv.stop_and_check()
+    if not getattr(request.node, "voxd_failed", False):
+        for srv in started:
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

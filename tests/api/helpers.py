@@ -122,6 +122,23 @@ class Server:
                 self.proc.wait()
         return self._closed()
 
+    def stop_and_check(self):
+        """Graceful stop; fails if voxd did not exit 0 on SIGTERM or its log
+        holds a sanitizer report (the suite also runs against ASan builds)."""
+        rc = self.stop()
+        problems = []
+        if rc not in (0, None):
+            problems.append("exit code %s after SIGTERM" % rc)
+        try:
+            with open(self.log_path, "rb") as f:
+                log = f.read().decode("utf-8", "replace")
+        except OSError:
+            log = ""
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "ThreadSanitizer"):
+            if marker in log:
+                problems.append("sanitizer report (%s)" % marker)
+        assert not problems, "voxd %s: %s\n%s" % (self.name, "; ".join(problems), self.log_tail(80))
+
     def kill(self):
         """SIGKILL at once (crash simulation)."""
         if self.proc is None:
@@ -332,7 +349,11 @@ def assert_books(admin, user):
     assert audit["consistent"] is True, audit
     assert audit["user_id"] == user.id, audit
     assert micro(audit["balance"]) == bal and micro(audit["held"]) == held, audit
-    assert micro(audit["ledger_sum"]) == bal and micro(audit["held_sum"]) == held, audit
+    # The sums' presence is checked by test_credits' audit-shape test; here they must agree when present.
+    if "ledger_sum" in audit:
+        assert micro(audit["ledger_sum"]) == bal, audit
+    if "held_sum" in audit:
+        assert micro(audit["held_sum"]) == held, audit
     assert bal >= 0 and held >= 0
     return bal, held
 

@@ -13,7 +13,7 @@ def idle_server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("idle") / "data", ["--workers", "0"], name="idle", shared=True)
     srv.start()
     yield srv
-    srv.stop()
+    srv.stop_and_check()
 
 
 def test_cancel_of_a_queued_job_releases_its_hold(idle_server):

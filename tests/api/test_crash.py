@@ -42,6 +42,7 @@ def test_sigkill_mid_run_loses_nothing_and_settles_each_job_once(start_server, a
         time.sleep(0.02)
     pending = sum(1 for s in state.values() if s in ("queued", "running"))
     assert pending >= 10, "the crash came too late to prove anything: %s" % state
+    print("at SIGKILL:", {s: list(state.values()).count(s) for s in set(state.values())})
     srv.kill()
 
     srv.restart(FLAGS)
@@ -55,6 +56,7 @@ def test_sigkill_mid_run_loses_nothing_and_settles_each_job_once(start_server, a
             i: jobs[i]["status"] for i in ids if jobs[i]["status"] not in TERMINAL}
         time.sleep(0.25)
 
+    print("attempts after restart:", sorted(jobs[i]["attempts"] for i in ids))
     statuses = [jobs[i]["status"] for i in ids]
     assert statuses.count("succeeded") == 50, statuses
     entries = ledger(u.api)

@@ -15,7 +15,7 @@ def topup_server(tmp_path_factory):
                  ["--workers", "1", "--allow-self-top-up", "--signup-grant", "2.5"], name="topup", shared=True)
     srv.start()
     yield srv
-    srv.stop()
+    srv.stop_and_check()
 
 
 def test_new_user_gets_the_default_signup_grant(server, admin, user):
@@ -28,6 +28,16 @@ def test_new_user_gets_the_default_signup_grant(server, admin, user):
     assert micro(entries[0]["amount"]) == 10 * M and micro(entries[0]["balance_after"]) == 10 * M
     assert entries[0]["id"].startswith("led_")
     assert_books(admin, u)
+
+
+def test_admin_audit_reports_balance_held_and_ledger_sums(server, admin, user):
+    u = user()
+    audit = expect(admin.get("/v1/admin/users/%s/audit" % u.id), 200)
+    assert set(audit) >= {"user_id", "balance", "held", "ledger_sum", "held_sum", "consistent"}, audit
+    assert micro(audit["ledger_sum"]) == micro(audit["balance"]) == 10 * M
+    assert micro(audit["held_sum"]) == micro(audit["held"]) == 0
+    assert audit["consistent"] is True
+    assert_error(admin.get("/v1/admin/users/usr_nope/audit"), 404, "not_found")
 
 
 def test_top_up_is_403_when_disabled(server, admin, user):

@@ -110,7 +110,7 @@ def test_full_cycle_produces_downloadable_output_and_bills_exactly(fmt, server, 
 def test_convert_accepts_every_input_format(fmt, server, user, audio):
     u = user()
     job = expect(submit(u.api, audio[fmt], params={"format": "wav"}), 202, "submit " + fmt)
-    assert job["input"]["duration_s"] == pytest.approx(1.0, abs=0.15), job["input"]
+    assert float(job["input"]["duration_s"]) == pytest.approx(1.0, abs=0.15), job["input"]
     done = wait_job(u.api, job["id"], timeout=60)
     assert done["status"] == "succeeded", done
     res = u.api.get("/v1/jobs/%s/result" % job["id"])

@@ -34,6 +34,7 @@ def test_same_key_different_request_is_409(change, server, admin, user, audio):
     u = user()
     h = {"Idempotency-Key": "job-" + token()}
     first = expect(submit(u.api, audio["wav"], params={"format": "wav"}, headers=h), 202)
+    assert wait_job(u.api, first["id"])["status"] == "succeeded"
     bal1 = u.balance()
     if change == "file":
         r = submit(u.api, audio["flac"], params={"format": "wav"}, headers=h)
@@ -44,7 +45,6 @@ def test_same_key_different_request_is_409(change, server, admin, user, audio):
     assert_error(r, 409, "idempotency_key_reused")
     assert [j["id"] for j in pages(u.api, "/v1/jobs")] == [first["id"]]
     assert u.balance() == bal1
-    wait_job(u.api, first["id"])
     assert_books(admin, u)
 
 

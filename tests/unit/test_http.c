@@ -185,7 +185,7 @@ static void write_file(const char *dir, const char *name, const char *text) {
     fclose(f);
 }
 
-static bool server_up(void) {
+static bool server_up_timeout(int timeout_s) {
     vx_crypto_init();
     vx_log_set_level(getenv("VX_TEST_VERBOSE") ? VX_LOG_DEBUG : VX_LOG_WARN);
     snprintf(tmp_root, sizeof tmp_root, "/tmp/voxd_http_XXXXXX");
@@ -207,7 +207,7 @@ static bool server_up(void) {
     snprintf(cfg.web_dir, sizeof cfg.web_dir, "%s", web);
     cfg.http_threads = 3;
     cfg.max_body_bytes = 64 * 1024;
-    cfg.request_timeout_s = 30;
+    cfg.request_timeout_s = timeout_s;
     cfg.access_log = true;
     app = (vx_app){.cfg = &cfg};
     vx_err err = {0};
@@ -220,6 +220,8 @@ static bool server_up(void) {
     atomic_store(&slow_started, 0);
     return port > 0;
 }
+
+static bool server_up(void) { return server_up_timeout(30); }
 
 static void server_down(void) {
     if (srv) vx_http_stop(srv, 2000);
@@ -651,8 +653,10 @@ static void test_begin_refusal_is_answered_before_any_body_byte(void) {
     server_down();
 }
 
+/* With epoll, MHD 0.9.75 notices a client that vanished mid-body only at the
+ * idle timeout (1 s here); with poll at once. Either way the state is freed. */
 static void test_client_leaving_mid_upload_frees_handler_state(void) {
-    REQUIRE(server_up());
+    REQUIRE(server_up_timeout(1));
     int before = atomic_load(&states_freed);
     const char *head = "POST /v1/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XYZ\r\n"
                        "Content-Length: 10000000\r\n\r\n"
