@@ -144,7 +144,7 @@ static enum MHD_Result on_headers(vx_request *req, const char *method) {
         req->route = &srv->routes[req->match.index];
     } else if (res == VX_ROUTE_NO_METHOD) {
         snprintf(req->allow, sizeof req->allow, "%s", req->match.allow);
-    } else if (!is_api_path(req->path)) {
+    } else if (!is_api_path(req->path) && (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)) {
         req->route_index = VX_HTTP_ROUTE_STATIC;
     }
     if (!req->route) return MHD_YES;
