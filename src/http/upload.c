@@ -33,24 +33,31 @@ static enum MHD_Result on_part_data(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
-static bool is_multipart(const char *ct) {
+/* 1: multipart/form-data with a usable boundary; 0: multipart/form-data
+ * without one (a malformed request); -1: another media type. */
+static int multipart_kind(const char *ct) {
     static const char mp[] = "multipart/form-data";
-    if (!ct || strncasecmp(ct, mp, sizeof mp - 1) != 0) return false;
+    if (!ct || strncasecmp(ct, mp, sizeof mp - 1) != 0) return -1;
     char next = ct[sizeof mp - 1];
-    if (next != ';' && next != ' ') return false;
+    if (next != ';' && next != ' ' && next != '\0') return -1;
     const char *b = strcasestr(ct, "boundary=");
-    if (!b) return false;
+    if (!b) return 0;
     b += 9;
     if (*b == '"') b++;
-    return *b && *b != '"' && *b != ';';
+    return (*b && *b != '"' && *b != ';') ? 1 : 0;
 }
 
 int vx_http_upload_begin(vx_request *req, vx_err *err) {
     const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (is_multipart(ct)) req->pp = MHD_create_post_processor(req->conn, UPLOAD_PP_BUFFER, on_part_data, req);
-    if (!req->pp)
+    int kind = multipart_kind(ct);
+    if (kind < 0)
         return vx_err_set(err, VX_E_UNSUPPORTED, "unsupported_media_type",
-                          "expected a multipart/form-data body with a boundary");
+                          "expected a multipart/form-data body");
+    if (kind == 0)
+        return vx_err_set(err, VX_E_INVALID, "invalid_multipart", "the multipart/form-data body has no boundary");
+    req->pp = MHD_create_post_processor(req->conn, UPLOAD_PP_BUFFER, on_part_data, req);
+    if (!req->pp)
+        return vx_err_set(err, VX_E_INVALID, "invalid_multipart", "the multipart/form-data header is malformed");
     return 0;
 }
 

@@ -47,11 +47,15 @@ vx_sqlite_conn *vx_sqlite_conn_get(vx_store *st) {
     return c;
 }
 
-void vx_sqlite_conn_put(vx_store *st, vx_sqlite_conn *c) {
-    sq_store *s = (sq_store *)st;
-    /* A statement left mid-step would pin an old WAL snapshot. */
+/* A statement left mid-step would pin an old WAL snapshot or hold up COMMIT. */
+static void reset_busy(vx_sqlite_conn *c) {
     for (sqlite3_stmt *p = sqlite3_next_stmt(c->db, NULL); p; p = sqlite3_next_stmt(c->db, p))
         if (sqlite3_stmt_busy(p)) sqlite3_reset(p);
+}
+
+void vx_sqlite_conn_put(vx_store *st, vx_sqlite_conn *c) {
+    sq_store *s = (sq_store *)st;
+    reset_busy(c);
     if (c->in_tx) vx_sqlite_finish(c, -1, NULL);
     pthread_mutex_lock(&s->pool_mu);
     s->idle[s->nidle++] = c;
@@ -109,6 +113,7 @@ int vx_sqlite_begin(vx_sqlite_conn *c, vx_err *err) {
 
 int vx_sqlite_finish(vx_sqlite_conn *c, int rc, vx_err *err) {
     if (!c->in_tx) return rc;
+    reset_busy(c);
     if (rc == 0 && exec_slot(c, SQ_COMMIT, "COMMIT", err) != 0) rc = -1;
     if (rc != 0 && !sqlite3_get_autocommit(c->db)) {
         vx_err ignored;

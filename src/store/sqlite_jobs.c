@@ -175,6 +175,7 @@ static int requeue(vx_sqlite_conn *c, const char *id, int64_t run_after, const c
 /* ---- submit, get, list, cancel ------------------------------------------ */
 
 int vx_sqlite_job_submit(vx_store *st, const vx_job *job, vx_job *existing, vx_err *err) {
+    if (existing) memset(existing, 0, sizeof *existing);
     if (!job->id[0] || !job->user_id[0] || !job->model[0] || job->held < 0 || job->max_attempts < 1)
         return vx_err_set(err, VX_E_INVALID, "invalid_job", "a job needs an id, user, model and max_attempts");
     vx_sqlite_conn *c = vx_sqlite_conn_get(st);
@@ -254,6 +255,7 @@ out:
 }
 
 int vx_sqlite_job_get(vx_store *st, const char *id, vx_job *out, vx_err *err) {
+    memset(out, 0, sizeof *out);
     vx_sqlite_conn *c = vx_sqlite_conn_get(st);
     int rc = job_load(c, id, out, err);
     vx_sqlite_conn_put(st, c);
@@ -307,6 +309,7 @@ out:
 }
 
 int vx_sqlite_job_cancel(vx_store *st, const char *id, int64_t now, vx_job *out, vx_err *err) {
+    if (out) memset(out, 0, sizeof *out);
     vx_sqlite_conn *c = vx_sqlite_conn_get(st);
     vx_job j = {0};
     int rc = vx_sqlite_begin(c, err);
@@ -342,6 +345,7 @@ out:
 
 int vx_sqlite_job_claim(vx_store *st, const char *worker, int64_t now, int64_t lease_ms, vx_job *out,
                         vx_err *err) {
+    memset(out, 0, sizeof *out);
     vx_sqlite_conn *c = vx_sqlite_conn_get(st);
     int r = SQLITE_OK;
     int rc = vx_sqlite_begin(c, err);

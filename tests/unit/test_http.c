@@ -695,7 +695,7 @@ static void test_oversized_headers_are_refused_and_request_state_released(void) 
     server_down();
 }
 
-static void test_non_multipart_upload_is_415(void) {
+static void test_non_multipart_upload_is_415_and_missing_boundary_400(void) {
     REQUIRE(server_up());
     CURL *c = curl_easy_init();
     resp r;
@@ -710,7 +710,8 @@ static void test_non_multipart_upload_is_415(void) {
     h = curl_slist_append(NULL, "Content-Type: multipart/form-data");
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     CHECK_EQ_INT(perform(c, "POST", "/v1/upload", &r), CURLE_OK);
-    CHECK_EQ_INT(r.status, 415);
+    CHECK_EQ_INT(r.status, 400);
+    CHECK(error_code_is(&r, "invalid_multipart"));
     resp_free(&r);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
@@ -899,7 +900,7 @@ TEST_MAIN(TEST_ENTRY(test_json_round_trip_with_capture_query_and_request_id),
           TEST_ENTRY(test_begin_refusal_is_answered_before_any_body_byte),
           TEST_ENTRY(test_client_leaving_mid_upload_frees_handler_state),
           TEST_ENTRY(test_oversized_headers_are_refused_and_request_state_released),
-          TEST_ENTRY(test_non_multipart_upload_is_415),
+          TEST_ENTRY(test_non_multipart_upload_is_415_and_missing_boundary_400),
           TEST_ENTRY(test_malformed_or_truncated_multipart_is_400),
           TEST_ENTRY(test_fd_response_sends_the_requested_range),
           TEST_ENTRY(test_handler_that_forgets_to_answer_gets_500),
