@@ -31,28 +31,30 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(GEN_SCHEMA): $(SQL) scripts/embed_sql.sh
 	@mkdir -p $(dir $@)
-	scripts/embed_sql.sh $(SQL) > $@
+	@scripts/embed_sql.sh $(SQL) > $@
 
 $(BUILD)/gen/openapi.c: src/api/openapi.json scripts/embed_text.sh
 	@mkdir -p $(dir $@)
-	scripts/embed_text.sh vx_openapi_json $< > $@
+	@scripts/embed_text.sh vx_openapi_json $< > $@
 
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
-	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+	@$(CC) $(CFLAGS) -Isrc -c $< -o $@
 
 $(BUILD)/gen/schema.o: $(GEN_SCHEMA)
-	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+	@$(CC) $(CFLAGS) -Isrc -c $< -o $@
 
 $(BUILD)/libvoxd.a: $(OBJ_LIB)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/voxd: $(BUILD)/src/main.o $(BUILD)/libvoxd.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/test.o: tests/unit/test.c tests/unit/test.h
 	@mkdir -p $(dir $@)
@@ -60,7 +62,8 @@ $(BUILD)/tests/test.o: tests/unit/test.c tests/unit/test.h
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/tests/test.o $(BUILD)/libvoxd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/tests/test.o $(BUILD)/libvoxd.a $(LDFLAGS) $(PKG_LIBS) -lcurl
+	@echo "  TEST $@"
+	@$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/tests/test.o $(BUILD)/libvoxd.a $(LDFLAGS) $(PKG_LIBS) -lcurl
 
 unit: $(TEST_BIN) $(BUILD)/voxd
 	@scripts/run_unit.sh $(BUILD)

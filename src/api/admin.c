@@ -115,18 +115,16 @@ void vx_api_admin_audit(vx_request *req) {
     if (vx_api_auth_admin(req, &who) != 0) return;
     vx_app *app = vx_req_app(req);
     const char *id = vx_req_capture(req, "id");
-    vx_user u;
-    vx_balance b;
     bool ok = false;
+    vx_ledger_sums sums = {0};
     vx_err err = {0};
-    if (app->store->ops->user_get(app->store, id, &u, &err) != 0 ||
-        app->store->ops->balance_get(app->store, id, &b, &err) != 0 ||
-        app->store->ops->ledger_audit(app->store, id, &ok, &err) != 0) {
+    if (app->store->ops->ledger_audit(app->store, id, &sums, &ok, &err) != 0) {
         if (err.status == VX_E_NOT_FOUND) vx_err_set(&err, VX_E_NOT_FOUND, "not_found", "no such user");
         vx_respond_error(req, &err);
         return;
     }
-    vx_respond_json(req, 200, json_pack("{s:s, s:o, s:o, s:b}", "user_id", id, "balance",
-                                        vx_credits_json(b.available), "held", vx_credits_json(b.held),
-                                        "consistent", ok));
+    vx_respond_json(req, 200, json_pack("{s:s, s:o, s:o, s:o, s:o, s:b}", "user_id", id, "balance",
+                                        vx_credits_json(sums.available), "held", vx_credits_json(sums.held),
+                                        "ledger_sum", vx_credits_json(sums.amount_sum), "held_sum",
+                                        vx_credits_json(sums.held_sum), "consistent", ok));
 }

@@ -462,6 +462,26 @@ int vx_sqlite_ledger_post(vx_sqlite_conn *c, const vx_ledger_entry *e, bool *rep
     return r == SQLITE_DONE ? 0 : vx_sqlite_fail(c, r, err);
 }
 
+/* A ref names one request: reusing it for another kind or amount is a
+ * conflict, not a replay. */
+static int ref_conflict(vx_sqlite_conn *c, const vx_ledger_entry *e, vx_err *err) {
+    sqlite3_stmt *s = vx_sqlite_stmt(c, SQ_LEDGER_REF_DETAIL,
+                                     "SELECT kind, amount FROM ledger WHERE user_id = ? AND ref = ?", err);
+    if (!s) return -1;
+    vx_sqlite_bind_text(s, 1, e->user_id);
+    vx_sqlite_bind_text(s, 2, e->ref);
+    int r = sqlite3_step(s);
+    bool differs = r == SQLITE_ROW &&
+                   (strcmp((const char *)sqlite3_column_text(s, 0), vx_ledger_kind_name(e->kind)) != 0 ||
+                    sqlite3_column_int64(s, 1) != e->amount);
+    sqlite3_reset(s);
+    if (r != SQLITE_ROW && r != SQLITE_DONE) return vx_sqlite_fail(c, r, err);
+    if (differs)
+        return vx_err_set(err, VX_E_CONFLICT, "idempotency_key_reused",
+                          "this Idempotency-Key was used for a different request");
+    return 0;
+}
+
 static int sq_ledger_apply(vx_store *st, const vx_ledger_entry *e, bool *replayed,
                            vx_balance *out_balance, vx_err *err) {
     bool ok_kind = e->kind == VX_LEDGER_GRANT || e->kind == VX_LEDGER_TOP_UP ||
@@ -480,6 +500,7 @@ static int sq_ledger_apply(vx_store *st, const vx_ledger_entry *e, bool *replaye
     bool rep = false;
     vx_sqlite_conn *c = vx_sqlite_conn_get(st);
     int rc = vx_sqlite_begin(c, err);
+    if (rc == 0) rc = ref_conflict(c, &entry, err);
     if (rc == 0) rc = vx_sqlite_ledger_post(c, &entry, &rep, &b, err);
     rc = vx_sqlite_finish(c, rc, err);
     vx_sqlite_conn_put(st, c);
@@ -553,7 +574,7 @@ out:
     return 0;
 }
 
-static int sq_ledger_audit(vx_store *st, const char *user_id, bool *ok, vx_err *err) {
+static int sq_ledger_audit(vx_store *st, const char *user_id, vx_ledger_sums *sums, bool *ok, vx_err *err) {
     vx_sqlite_conn *c = vx_sqlite_conn_get(st);
     int rc = -1;
     sqlite3_stmt *s = vx_sqlite_stmt(c, SQ_LEDGER_AUDIT,
@@ -571,8 +592,12 @@ static int sq_ledger_audit(vx_store *st, const char *user_id, bool *ok, vx_err *
         vx_sqlite_fail(c, r, err);
         goto out;
     }
-    *ok = sqlite3_column_int64(s, 0) == sqlite3_column_int64(s, 2) &&
-          sqlite3_column_int64(s, 1) == sqlite3_column_int64(s, 3);
+    vx_ledger_sums got = {
+        .available = sqlite3_column_int64(s, 0), .held = sqlite3_column_int64(s, 1),
+        .amount_sum = sqlite3_column_int64(s, 2), .held_sum = sqlite3_column_int64(s, 3),
+    };
+    *ok = got.available == got.amount_sum && got.held == got.held_sum;
+    if (sums) *sums = got;
     rc = 0;
 out:
     vx_sqlite_conn_put(st, c);

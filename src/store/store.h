@@ -80,6 +80,12 @@ typedef struct vx_ledger_entry {
     int64_t balance_after;      /* available after this entry */
 } vx_ledger_entry;
 
+/* What an audit compares: the balance row and the sums over the ledger. */
+typedef struct vx_ledger_sums {
+    int64_t available, held;     /* the balance row */
+    int64_t amount_sum, held_sum;/* SUM(amount), SUM(held_delta) over the ledger */
+} vx_ledger_sums;
+
 typedef enum vx_job_status {
     VX_JOB_QUEUED, VX_JOB_RUNNING, VX_JOB_SUCCEEDED, VX_JOB_FAILED, VX_JOB_CANCELED,
 } vx_job_status;
@@ -181,16 +187,19 @@ typedef struct vx_store_ops {
     /* Appends one grant/top_up/adjust/refund entry (e->kind, amount, ref,
      * note, actor_id, user_id; id and created_at filled by caller) and updates
      * the balance in one transaction. PAYMENT "insufficient_credits" if
-     * available would go below 0. Same (user, ref) again: no change, returns
-     * 0 and sets *replayed = true. out_balance gets the balance after. */
+     * available would go below 0. Same (user, ref) again with the same kind
+     * and amount: no change, returns 0 and sets *replayed = true; with a
+     * different kind or amount: CONFLICT "idempotency_key_reused".
+     * out_balance gets the balance after. */
     int (*ledger_apply)(vx_store *st, const vx_ledger_entry *e, bool *replayed,
                         vx_balance *out_balance, vx_err *err);
     /* Newest first after cursor (an entry id). Caller frees *out. */
     int (*ledger_list)(vx_store *st, const char *user_id, const char *cursor, int limit,
                        vx_ledger_entry **out, size_t *n, vx_err *err);
     /* Checks available == SUM(amount) and held == SUM(held_delta) for one user
-     * (tests and admin audit). *ok=false on mismatch. */
-    int (*ledger_audit)(vx_store *st, const char *user_id, bool *ok, vx_err *err);
+     * (tests and admin audit). *ok=false on mismatch; *sums (may be NULL)
+     * gets the four figures compared. */
+    int (*ledger_audit)(vx_store *st, const char *user_id, vx_ledger_sums *sums, bool *ok, vx_err *err);
 
     /* model prices set by admins (override the catalog's defaults) */
     int (*price_get)(vx_store *st, const char *model, int64_t *per_job, int64_t *per_second, vx_err *err); /* NOT_FOUND = no override */

@@ -101,7 +101,7 @@ static int64_t available(fixture *fx) {
 static bool audit_ok(fixture *fx) {
     bool ok = false;
     vx_err err = {0};
-    fx->app.store->ops->ledger_audit(fx->app.store, fx->alice.user.id, &ok, &err);
+    fx->app.store->ops->ledger_audit(fx->app.store, fx->alice.user.id, NULL, &ok, &err);
     return ok;
 }
 

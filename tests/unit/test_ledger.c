@@ -46,7 +46,7 @@ static void teardown(void) {
 static bool audit_ok(void) {
     bool ok = false;
     vx_err err;
-    return st->ops->ledger_audit(st, user.id, &ok, &err) == 0 && ok;
+    return st->ops->ledger_audit(st, user.id, NULL, &ok, &err) == 0 && ok;
 }
 
 static int apply(vx_ledger_kind kind, int64_t amount, const char *ref, bool *replayed, vx_balance *b,
@@ -125,10 +125,22 @@ static void test_replayed_ref_is_a_no_op_reporting_the_balance(void) {
     CHECK_EQ_INT(apply(VX_LEDGER_TOP_UP, 400, "topup:abc", &rep, &b, &err), 0);
     CHECK(rep);
     CHECK_EQ_INT(b.available, 400);
-    /* even with another amount: the first entry stands */
-    CHECK_EQ_INT(apply(VX_LEDGER_TOP_UP, 999, "topup:abc", &rep, &b, &err), 0);
-    CHECK(rep);
-    CHECK_EQ_INT(b.available, 400);
+    CHECK_EQ_INT(ledger_count(), 1);
+    CHECK(audit_ok());
+    teardown();
+}
+
+static void test_reused_ref_with_another_amount_or_kind_conflicts(void) {
+    REQUIRE(setup() == 0);
+    vx_err err;
+    bool rep = true;
+    vx_balance b;
+    CHECK_EQ_INT(apply(VX_LEDGER_TOP_UP, 400, "topup:abc", &rep, &b, &err), 0);
+    CHECK_EQ_INT(apply(VX_LEDGER_TOP_UP, 999, "topup:abc", &rep, &b, &err), -1);
+    CHECK_EQ_INT(err.status, VX_E_CONFLICT);
+    CHECK_EQ_STR(err.code, "idempotency_key_reused");
+    CHECK_EQ_INT(apply(VX_LEDGER_GRANT, 400, "topup:abc", &rep, &b, &err), -1);
+    CHECK_EQ_INT(err.status, VX_E_CONFLICT);
     CHECK_EQ_INT(ledger_count(), 1);
     CHECK(audit_ok());
     teardown();
@@ -230,6 +242,7 @@ static void test_database_itself_forbids_negative_balance_and_ledger_edits(void)
 TEST_MAIN(TEST_ENTRY(test_grant_top_up_adjust_refund_add_up),
           TEST_ENTRY(test_negative_adjust_beyond_balance_is_refused_and_changes_nothing),
           TEST_ENTRY(test_replayed_ref_is_a_no_op_reporting_the_balance),
+          TEST_ENTRY(test_reused_ref_with_another_amount_or_kind_conflicts),
           TEST_ENTRY(test_invalid_entries_are_refused),
           TEST_ENTRY(test_ledger_lists_newest_first_with_balance_after_and_pages),
           TEST_ENTRY(test_database_itself_forbids_negative_balance_and_ledger_edits))

@@ -57,7 +57,7 @@ static vx_balance balance(void) {
 static bool audit_ok(void) {
     bool ok = false;
     vx_err err;
-    return st->ops->ledger_audit(st, user.id, &ok, &err) == 0 && ok;
+    return st->ops->ledger_audit(st, user.id, NULL, &ok, &err) == 0 && ok;
 }
 
 /* A job of `held` credits; id "job_<seq>" so that submission order is id order. */

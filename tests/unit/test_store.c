@@ -206,7 +206,7 @@ static void test_user_create_get_and_case_insensitive_duplicate_conflicts(void) 
     CHECK_EQ_INT(b.available, 5000000);
     CHECK_EQ_INT(b.held, 0);
     bool ok = false;
-    CHECK_EQ_INT(st->ops->ledger_audit(st, u.id, &ok, &err), 0);
+    CHECK_EQ_INT(st->ops->ledger_audit(st, u.id, NULL, &ok, &err), 0);
     CHECK(ok);
     vx_ledger_entry *e = NULL;
     size_t n = 0;
