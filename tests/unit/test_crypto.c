@@ -160,6 +160,17 @@ static void test_id_has_prefix_timestamp_and_random_part(void) {
     CHECK(ms >= before && ms <= after);
 }
 
+static void test_ids_made_in_one_millisecond_still_increase(void) {
+    vx_crypto_init();
+    static char ids[5000][VX_ID_SIZE];
+    for (int i = 0; i < 5000; i++) vx_id_new(ids[i], "led");
+    int out_of_order = 0;
+    for (int i = 1; i < 5000; i++)
+        if (strcmp(ids[i - 1], ids[i]) >= 0) out_of_order++;
+    CHECK_EQ_INT(out_of_order, 0);
+    CHECK(vx_id_valid(ids[4999], "led"));
+}
+
 static void test_ids_are_unique_and_sort_by_creation_time(void) {
     enum { N = 5000 };
     char(*ids)[VX_ID_SIZE] = malloc(N * sizeof *ids);
@@ -218,5 +229,6 @@ TEST_MAIN(TEST_ENTRY(test_sha256_matches_fips_vectors),
           TEST_ENTRY(test_ct_equal_compares_bytes),
           TEST_ENTRY(test_id_has_prefix_timestamp_and_random_part),
           TEST_ENTRY(test_ids_are_unique_and_sort_by_creation_time),
+          TEST_ENTRY(test_ids_made_in_one_millisecond_still_increase),
           TEST_ENTRY(test_id_valid_refuses_wrong_shapes),
           TEST_ENTRY(test_overlong_prefix_still_fits_the_buffer))
