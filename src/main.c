@@ -243,7 +243,7 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "voxd run: %s (%s)\n", err.message, err.code);
         rc = 1;
     } else {
-        char *text = res.result ? json_dumps(res.result, VX_JSON_DUMP_FLAGS | JSON_INDENT(2)) : NULL;
+        char *text = res.result ? json_dumps(res.result, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
         printf("%s\n", text ? text : "{}");
         free(text);
         rc = 0;

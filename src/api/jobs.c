@@ -172,15 +172,22 @@ void vx_api_job_submit(vx_request *req) {
     vx_job_clear(&job);
 }
 
+/* Authenticates and loads the {id} job the caller may see; answers and
+ * returns -1 otherwise. Caller clears *job. */
+static int visible_job(vx_request *req, vx_principal *who, vx_job *job) {
+    if (vx_api_auth(req, who) != 0) return -1;
+    vx_err err = {0};
+    if (vx_jobs_get(vx_req_app(req), who, vx_req_capture(req, "id"), job, &err) != 0) {
+        vx_respond_error(req, &err);
+        return -1;
+    }
+    return 0;
+}
+
 void vx_api_job_get(vx_request *req) {
     vx_principal who;
-    if (vx_api_auth(req, &who) != 0) return;
     vx_job job = {0};
-    vx_err err = {0};
-    if (vx_jobs_get(vx_req_app(req), &who, vx_req_capture(req, "id"), &job, &err) != 0) {
-        vx_respond_error(req, &err);
-        return;
-    }
+    if (visible_job(req, &who, &job) != 0) return;
     vx_respond_json(req, 200, vx_api_job_json(&job, strcmp(who.user.role, "admin") == 0));
     vx_job_clear(&job);
 }
@@ -306,13 +313,8 @@ static void send_object(vx_request *req, const char *key, const char *content_ty
 
 void vx_api_job_result(vx_request *req) {
     vx_principal who;
-    if (vx_api_auth(req, &who) != 0) return;
     vx_job job = {0};
-    vx_err err = {0};
-    if (vx_jobs_get(vx_req_app(req), &who, vx_req_capture(req, "id"), &job, &err) != 0) {
-        vx_respond_error(req, &err);
-        return;
-    }
+    if (visible_job(req, &who, &job) != 0) return;
     if (job.status != VX_JOB_SUCCEEDED) {
         vx_respond_errorf(req, VX_E_CONFLICT, "result_not_ready", "the job is %s; a result exists once it succeeded",
                           vx_job_status_name(job.status));
@@ -330,13 +332,8 @@ void vx_api_job_result(vx_request *req) {
 
 void vx_api_job_input(vx_request *req) {
     vx_principal who;
-    if (vx_api_auth(req, &who) != 0) return;
     vx_job job = {0};
-    vx_err err = {0};
-    if (vx_jobs_get(vx_req_app(req), &who, vx_req_capture(req, "id"), &job, &err) != 0) {
-        vx_respond_error(req, &err);
-        return;
-    }
+    if (visible_job(req, &who, &job) != 0) return;
     send_object(req, job.input_key, job.input_content_type, job.input_name);
     vx_job_clear(&job);
 }
