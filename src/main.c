@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <libavutil/log.h>
 #include "api/api.h"
@@ -41,6 +43,35 @@ static int make_dir(const char *path) {
     if (mkdir(path, 0700) == 0 || errno == EEXIST) return 0;
     fprintf(stderr, "voxd: cannot create %s: %s\n", path, strerror(errno));
     return -1;
+}
+
+/* One server per data directory: a second one would take over the first
+ * one's job leases at start-up. The lock dies with the process (flock), so a
+ * crash never leaves a stale lock behind. Returns the fd to keep open. */
+static int lock_data_dir(const char *dir) {
+    char path[VX_PATH_SIZE + 16];
+    snprintf(path, sizeof path, "%s/voxd.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "voxd: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        fprintf(stderr, "voxd: the data directory %s is in use by another voxd (pid %s)\n", dir,
+                pid[0] ? pid : "unknown");
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* the pid is only a courtesy for the message above */
+    }
+    return fd;
 }
 
 /* Upload spools and outputs of a previous run are garbage now. */
@@ -92,6 +123,8 @@ static int cmd_serve(int argc, char **argv) {
     static vx_app app;
     app.cfg = &cfg;
     if (make_dir(cfg.data_dir) != 0) return 1;
+    int lock_fd = lock_data_dir(cfg.data_dir);
+    if (lock_fd < 0) return 1;
     snprintf(app.tmp_dir, sizeof app.tmp_dir, "%s/tmp", cfg.data_dir);
     if (make_dir(app.tmp_dir) != 0) return 1;
     clean_tmp(app.tmp_dir);
@@ -123,16 +156,16 @@ static int cmd_serve(int argc, char **argv) {
             printf("voxd: created the admin account 'admin' with the password from VOXD_ADMIN_PASSWORD.\n");
         fflush(stdout);
     }
-    workers = vx_workers_start(&app, cfg.workers, &err);
-    if (!workers) {
-        fprintf(stderr, "voxd: cannot start workers: %s\n", err.message);
-        goto out;
-    }
     size_t n_routes;
     const vx_route *routes = vx_api_routes(&n_routes);
     http = vx_http_start(&app, routes, n_routes, &err);
     if (!http) {
         fprintf(stderr, "voxd: cannot listen on %s: %s\n", cfg.listen, err.message);
+        goto out;
+    }
+    workers = vx_workers_start(&app, cfg.workers, &err);
+    if (!workers) {
+        fprintf(stderr, "voxd: cannot start workers: %s\n", err.message);
         goto out;
     }
     vx_info("voxd %s listening on %s (port %d), data in %s, %d worker(s), store schema v%d", VOXD_VERSION,
@@ -152,6 +185,7 @@ out:
     if (app.blob) vx_blob_close(app.blob);
     if (app.store) vx_store_close(app.store);
     if (rc == 0) vx_info("stopped");
+    close(lock_fd);
     return rc;
 }
 

@@ -80,3 +80,30 @@ def test_error_bodies_leak_no_paths_or_sql(server, user):
     text = json.dumps(J(r)).lower()
     for leak in ("sqlite", "select ", "/tmp/", "insert into", ".c:"):
         assert leak not in text, text
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(start_server):
+    import subprocess
+    from helpers import free_port, voxd_bin
+    srv = start_server(["--workers", "0"])
+    r = subprocess.run([voxd_bin(), "serve", "--listen", "127.0.0.1:%d" % free_port(), "--data",
+                        str(srv.data_dir), "--workers", "1"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert "in use by another voxd" in r.stderr, r.stderr
+    expect(srv.api().get("/readyz"), 200)  # the first one is untouched
+
+
+def test_help_documents_every_option_with_its_variable():
+    import re
+    import subprocess
+    from helpers import voxd_bin
+    out = subprocess.run([voxd_bin(), "serve", "--help"], capture_output=True, text=True, timeout=30).stdout
+    flags = set(re.findall(r"^  --([a-z][a-z0-9-]+)", out, re.M))
+    assert {"listen", "data", "workers", "allow-self-top-up", "max-upload", "max-duration"} <= flags, out
+    for flag in flags:
+        if flag.startswith("no-"):
+            continue
+        assert "VOXD_" + flag.upper().replace("-", "_") in out, "no variable shown for --%s" % flag
+    r = subprocess.run([voxd_bin(), "serve", "--no-such-flag"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "no-such-flag" in r.stderr
