@@ -311,14 +311,37 @@ static void send_object(vx_request *req, const char *key, const char *content_ty
     vx_respond_fd(req, rr > 0 ? 206 : 200, content_type, fd, from, r.size ? to - from + 1 : 0);
 }
 
+/* ?format= on a result: the model renders its stored document (SRT, CSV...). */
+static void render_result(vx_request *req, const vx_job *job, const char *format) {
+    const vx_model *m = vx_catalog_find(job->model);
+    if (!m || !m->render) {
+        vx_respond_errorf(req, VX_E_INVALID, "invalid_format", "results of '%s' come only as %s", job->model,
+                          job->output_key[0] ? "the output file (or format=json)" : "JSON");
+        return;
+    }
+    json_t *doc = job->result_json ? json_loads(job->result_json, 0, NULL) : NULL;
+    char *text = NULL;
+    size_t len = 0;
+    const char *content_type = NULL;
+    vx_err err = {0};
+    if (!doc) vx_respond_errorf(req, VX_E_INTERNAL, "internal", "the stored result is unreadable");
+    else if (m->render(doc, format, &text, &len, &content_type, &err) != 0) vx_respond_error(req, &err);
+    else vx_respond_bytes(req, 200, content_type, text, len);
+    free(text);
+    json_decref(doc);
+}
+
 void vx_api_job_result(vx_request *req) {
+    const char *format = vx_req_query(req, "format");
     vx_principal who;
     vx_job job = {0};
     if (visible_job(req, &who, &job) != 0) return;
     if (job.status != VX_JOB_SUCCEEDED) {
         vx_respond_errorf(req, VX_E_CONFLICT, "result_not_ready", "the job is %s; a result exists once it succeeded",
                           vx_job_status_name(job.status));
-    } else if (!job.output_key[0]) {
+    } else if (format && strcmp(format, "json") != 0) {
+        render_result(req, &job, format);
+    } else if (!job.output_key[0] || format) { /* format=json: the document, also for audio models */
         json_t *doc = job.result_json ? json_loads(job.result_json, 0, NULL) : NULL;
         vx_respond_json(req, 200, doc ? doc : json_object());
     } else {

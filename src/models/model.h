@@ -61,6 +61,13 @@ typedef struct vx_model {
     /* End of input: flush, and return the result document (new reference). */
     int (*finish)(void *state, const vx_pcm_out *out, json_t **result, vx_err *err);
     void (*close)(void *state);
+
+    /* Optional: renders a stored result document in another text format for
+     * GET /v1/jobs/{id}/result?format=... ("srt", "csv", ...). On success *out
+     * is malloc'd (caller frees), *len its length, *content_type a static
+     * string. Unknown format: 400 "invalid_format". NULL = JSON only. */
+    int (*render)(const json_t *result, const char *format, char **out, size_t *len,
+                  const char **content_type, vx_err *err);
 } vx_model;
 
 /* ---- the models (one file each in src/models/; catalog.c lists them) ---- */
