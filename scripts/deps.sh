@@ -5,11 +5,15 @@
 set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libwslay-dev libjansson-dev libsqlite3-dev
 libsodium-dev libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libebur128-dev
-libcurl4-openssl-dev ffmpeg python3 python3-pytest python3-requests python3-websockets wrk"
+libcurl4-openssl-dev ffmpeg python3 python3-pytest python3-requests python3-websockets wrk
+libpq-dev postgresql libhiredis-dev redis-server clang libclang-rt-14-dev
+pocketsphinx-en-us libpocketsphinx-dev libsphinxbase-dev espeak-ng"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# node/npm run the S3 test server; any install will do (Debian's if none).
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 echo "deps: installing$missing"
 SUDO=""

@@ -39,6 +39,17 @@ void vx_api_admin_credits(vx_request *req);
 void vx_api_admin_price(vx_request *req);
 void vx_api_admin_jobs(vx_request *req);
 void vx_api_admin_audit(vx_request *req);
+/* webhooks.c */
+void vx_api_webhook_create(vx_request *req);
+void vx_api_webhook_list(vx_request *req);
+void vx_api_webhook_get(vx_request *req);
+void vx_api_webhook_delete(vx_request *req);
+void vx_api_webhook_rotate(vx_request *req);
+void vx_api_webhook_deliveries(vx_request *req);
+void vx_api_webhook_redeliver(vx_request *req);
+/* events.c */
+void vx_api_job_events(vx_request *req);
+void vx_api_events(vx_request *req);
 /* ops.c */
 void vx_api_healthz(vx_request *req);
 void vx_api_readyz(vx_request *req);

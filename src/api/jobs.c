@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "../core/jobs.h"
+#include "../http/range.h"
 #include "../util/crypto.h"
 #include "../util/log.h"
 #include "common.h"
@@ -243,34 +244,27 @@ void vx_api_job_cancel(vx_request *req) {
     vx_job_clear(&job);
 }
 
-/* Parses a single "bytes=a-b" / "bytes=a-" / "bytes=-n" range. Returns 1 with
- * [*from, *to] set, 0 when the header is absent or not a single byte range
- * (then the whole object is sent, as RFC 9110 allows), -1 if unsatisfiable. */
-static int parse_range(const char *h, int64_t size, int64_t *from, int64_t *to) {
-    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ',')) return 0;
-    const char *p = h + 6;
-    char *end;
-    if (*p == '-') {
-        long long n = strtoll(p + 1, &end, 10);
-        if (end == p + 1 || *end || n < 0) return 0;
-        if (n == 0 || size == 0) return -1;
-        *from = n >= size ? 0 : size - n;
-        *to = size - 1;
-        return 1;
-    }
-    long long a = strtoll(p, &end, 10);
-    if (end == p || *end != '-' || a < 0) return 0;
-    const char *q = end + 1;
-    long long b = size - 1;
-    if (*q) {
-        b = strtoll(q, &end, 10);
-        if (end == q || *end || b < a) return 0;
-    }
-    if (a >= size) return -1;
-    if (b >= size) b = size - 1;
-    *from = a;
-    *to = b;
-    return 1;
+/* A stored object streamed through a blob reader (backends without an fd, s3). */
+typedef struct blob_stream {
+    vx_blob *blob;
+    vx_blob_reader r;
+    int64_t from, length;
+} blob_stream;
+
+static long blob_stream_read(void *user, uint64_t pos, char *buf, size_t max) {
+    blob_stream *s = user;
+    if ((int64_t)pos >= s->length) return 0;
+    if ((int64_t)max > s->length - (int64_t)pos) max = (size_t)(s->length - (int64_t)pos);
+    vx_err err = {0};
+    ssize_t n = s->blob->ops->reader_pread(&s->r, buf, max, s->from + (int64_t)pos, &err);
+    if (n < 0) vx_warn("streaming a stored object failed: %s (%s)", err.message, err.code);
+    return (long)n;
+}
+
+static void blob_stream_free(void *user) {
+    blob_stream *s = user;
+    s->blob->ops->reader_close(&s->r);
+    free(s);
 }
 
 static void send_object(vx_request *req, const char *key, const char *content_type, const char *download_name) {
@@ -282,7 +276,7 @@ static void send_object(vx_request *req, const char *key, const char *content_ty
         return;
     }
     int64_t from = 0, to = r.size - 1;
-    int rr = parse_range(vx_req_header(req, "Range"), r.size, &from, &to);
+    int rr = vx_http_range_parse(vx_req_header(req, "Range"), r.size, &from, &to);
     char buf[160];
     vx_resp_header(req, "Accept-Ranges", "bytes");
     if (rr < 0) {
@@ -302,7 +296,18 @@ static void send_object(vx_request *req, const char *key, const char *content_ty
         snprintf(buf, sizeof buf, "bytes %lld-%lld/%lld", (long long)from, (long long)to, (long long)r.size);
         vx_resp_header(req, "Content-Range", buf);
     }
-    int fd = r.fd >= 0 ? dup(r.fd) : -1;
+    if (r.fd < 0) {
+        blob_stream *s = malloc(sizeof *s);
+        if (!s) {
+            app->blob->ops->reader_close(&r);
+            vx_respond_errorf(req, VX_E_INTERNAL, "internal", "out of memory");
+            return;
+        }
+        *s = (blob_stream){.blob = app->blob, .r = r, .from = from, .length = r.size ? to - from + 1 : 0};
+        vx_respond_stream(req, rr > 0 ? 206 : 200, content_type, s->length, blob_stream_read, s, blob_stream_free);
+        return;
+    }
+    int fd = dup(r.fd);
     app->blob->ops->reader_close(&r);
     if (fd < 0) {
         vx_respond_errorf(req, VX_E_INTERNAL, "internal", "cannot read the stored file");

@@ -35,6 +35,16 @@ static const vx_route routes[] = {
     POST("/v1/jobs/{id}/cancel", vx_api_job_cancel),
     GET("/v1/jobs/{id}/result", vx_api_job_result),
     GET("/v1/jobs/{id}/input", vx_api_job_input),
+    GET("/v1/jobs/{id}/events", vx_api_job_events),
+    GET("/v1/events", vx_api_events),
+
+    POST("/v1/webhooks", vx_api_webhook_create),
+    GET("/v1/webhooks", vx_api_webhook_list),
+    GET("/v1/webhooks/{id}", vx_api_webhook_get),
+    DEL("/v1/webhooks/{id}", vx_api_webhook_delete),
+    POST("/v1/webhooks/{id}/rotate-secret", vx_api_webhook_rotate),
+    GET("/v1/webhooks/{id}/deliveries", vx_api_webhook_deliveries),
+    POST("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", vx_api_webhook_redeliver),
 
     GET("/v1/admin/users", vx_api_admin_users),
     POST("/v1/admin/users/{id}/credits", vx_api_admin_credits),

@@ -4,9 +4,11 @@
 #include <string.h>
 
 extern const vx_blob_ops vx_blob_fs_ops;
+extern const vx_blob_ops vx_blob_s3_ops;
 
 static const vx_blob_ops *const backends[] = {
     &vx_blob_fs_ops,
+    &vx_blob_s3_ops,
 };
 
 #define KEY_MAX 511 /* fits vx_job.input_key / output_key */
@@ -38,7 +40,7 @@ vx_blob *vx_blob_open(const char *url, vx_err *err) {
         const char *scheme = backends[i]->scheme;
         if (strlen(scheme) == len && strncmp(scheme, url, len) == 0) return backends[i]->open(url, err);
     }
-    vx_err_set(err, VX_E_INVALID, "unknown_blob_scheme", "unknown blob scheme \"%.*s\" (known: file)",
+    vx_err_set(err, VX_E_INVALID, "unknown_blob_scheme", "unknown blob scheme \"%.*s\" (known: file, s3)",
                (int)(len > 16 ? 16 : len), url);
     return NULL;
 }

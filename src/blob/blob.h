@@ -1,5 +1,5 @@
 /* blob.h - object storage behind one interface (DESIGN.md "blob").
- * Backends: file:///dir now, s3://bucket?... with the cluster issue; chosen
+ * Backends: file:///dir (fs.c) and s3://bucket?endpoint=... (s3.c); chosen
  * by URL scheme. Keys are relative paths of [A-Za-z0-9._/-] with no "..",
  * no leading "/" and no empty segment (vx_blob_key_valid); every hook
  * refuses others with VX_E_INVALID "invalid_key". Objects are immutable once
@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include "../util/err.h"
 
@@ -28,9 +29,10 @@ typedef struct vx_blob_ops {
     vx_blob *(*open)(const char *url, vx_err *err);
     void (*close)(vx_blob *b);
     int (*ping)(vx_blob *b, vx_err *err);
-    /* Stores the local file `path` as `key`. The backend may move the file
-     * instead of copying it (it is the caller's spool file); after success
-     * the caller must not expect `path` to exist. Overwrites atomically. */
+    /* Stores the local file `path` as `key`. The backend consumes the file
+     * (it is the caller's spool file): fs moves it, s3 uploads and then
+     * unlinks it; after success the caller must not expect `path` to exist,
+     * after a failure it still exists. Overwrites atomically. */
     int (*put_file)(vx_blob *b, const char *key, const char *path, vx_err *err);
     /* Opens `key` for reading. NOT_FOUND "object_not_found" if absent. */
     int (*reader_open)(vx_blob *b, const char *key, vx_blob_reader *r, vx_err *err);
@@ -46,6 +48,11 @@ typedef struct vx_blob_ops {
     int (*remove)(vx_blob *b, const char *key, vx_err *err);
     /* size of key; NOT_FOUND if absent. */
     int (*stat)(vx_blob *b, const char *key, int64_t *size, vx_err *err);
+    /* Optional (NULL: the backend cannot; use vx_blob_presign). A URL with
+     * which any HTTP client, without credentials, may GET the object or PUT
+     * it (one whole body) until expires_s seconds from now. Caller frees. */
+    char *(*presign_get)(vx_blob *b, const char *key, int64_t expires_s, vx_err *err);
+    char *(*presign_put)(vx_blob *b, const char *key, int64_t expires_s, vx_err *err);
 } vx_blob_ops;
 
 struct vx_blob {
@@ -56,5 +63,36 @@ bool vx_blob_key_valid(const char *key);
 /* By scheme; unknown: INVALID "unknown_blob_scheme". */
 vx_blob *vx_blob_open(const char *url, vx_err *err);
 void vx_blob_close(vx_blob *b);
+
+#define VX_BLOB_PRESIGN_MAX_SECONDS 604800 /* seven days, as S3 allows */
+
+/* A presigned URL for method "GET" or "PUT" on key, valid for expires_s
+ * seconds (1..VX_BLOB_PRESIGN_MAX_SECONDS). Caller frees. A backend without
+ * presigning (file:) fails with INVALID "presign_unsupported". */
+static inline char *vx_blob_presign(vx_blob *b, const char *method, const char *key, int64_t expires_s,
+                                    vx_err *err) {
+    bool put = method && strcmp(method, "PUT") == 0, get = method && strcmp(method, "GET") == 0;
+    char *(*hook)(vx_blob *, const char *, int64_t, vx_err *) =
+        put ? b->ops->presign_put : get ? b->ops->presign_get : NULL;
+    if (!put && !get) {
+        vx_err_set(err, VX_E_INVALID, "invalid_presign", "only GET and PUT can be presigned");
+        return NULL;
+    }
+    if (!hook) {
+        vx_err_set(err, VX_E_INVALID, "presign_unsupported",
+                   "this storage cannot hand out direct URLs (it needs an s3:// blob store)");
+        return NULL;
+    }
+    if (expires_s < 1 || expires_s > VX_BLOB_PRESIGN_MAX_SECONDS) {
+        vx_err_set(err, VX_E_INVALID, "invalid_expiry", "a direct URL lasts 1 to %d seconds",
+                   VX_BLOB_PRESIGN_MAX_SECONDS);
+        return NULL;
+    }
+    if (!vx_blob_key_valid(key)) {
+        vx_err_set(err, VX_E_INVALID, "invalid_key", "invalid object key");
+        return NULL;
+    }
+    return hook(b, key, expires_s, err);
+}
 
 #endif

@@ -10,12 +10,14 @@
 #include "../util/config.h"
 
 typedef struct vx_metrics vx_metrics;
+typedef struct vx_events vx_events;
 
 typedef struct vx_app {
     const vx_config *cfg;
     vx_store *store;
     vx_blob *blob;
     vx_metrics *metrics;
+    vx_events *events;              /* event hub (core/events.c); NULL = emitting is a no-op */
     unsigned char jwt_secret[32];
     char tmp_dir[VX_PATH_SIZE + 16]; /* <data>/tmp: upload spools, fetched inputs, outputs */
     atomic_bool shutting_down;      /* set on SIGTERM: stop claiming, readyz fails */

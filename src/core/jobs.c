@@ -14,6 +14,7 @@
 #include "../util/crypto.h"
 #include "../util/ids.h"
 #include "../util/log.h"
+#include "events.h"
 
 static vx_jobs_wake_fn wake_fn;
 static void *wake_user;
@@ -162,7 +163,12 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
     spool_consumed = true;
 
     vx_err serr = {0};
-    if (app->store->ops->job_submit(app->store, &job, &existing, &serr) != 0) {
+    vx_events_lock(app); /* "queued" goes out before a worker's "started" */
+    int submitted = app->store->ops->job_submit(app->store, &job, &existing, &serr);
+    int loaded = submitted == 0 ? app->store->ops->job_get(app->store, job.id, out, err) : -1;
+    if (loaded == 0) vx_events_job_changed(app, out);
+    vx_events_unlock(app);
+    if (submitted != 0) {
         vx_err rm = {0};
         app->blob->ops->remove(app->blob, job.input_key, &rm);
         if (serr.status == VX_E_CONFLICT && strcmp(serr.code, "idempotency_key_reused") == 0 &&
@@ -180,7 +186,7 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
             *err = serr;
         goto out;
     }
-    if (app->store->ops->job_get(app->store, job.id, out, err) != 0) goto out;
+    if (loaded != 0) goto out;
     if (wake_fn) wake_fn(wake_user);
     vx_info("job %s accepted: model=%s user=%s duration=%.2fs held=%lld", job.id, m->name, who->user.id,
             info.duration_s, (long long)job.held);
@@ -223,5 +229,7 @@ int vx_jobs_cancel(vx_app *app, const vx_principal *who, const char *id, vx_job 
             vx_err_set(err, VX_E_CONFLICT, "job_finished", "the job has already finished");
         return -1;
     }
+    /* A queued job ends here; a running one ends when its worker stops it. */
+    if (out && out->status == VX_JOB_CANCELED) vx_events_job_changed(app, out);
     return 0;
 }

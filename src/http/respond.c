@@ -11,11 +11,12 @@
 #include <unistd.h>
 #include "../util/credits.h"
 #include "../util/log.h"
+#include "../util/utf8.h"
 #include "http_int.h"
 
 /* Only the first answer counts; a second one is a handler bug, logged and dropped. */
 static bool claim(vx_request *req) {
-    if (req->status != 0) {
+    if (req->status != 0 || req->deferred || req->sse || req->ws) {
         vx_error("http %s: handler answered twice; extra answer dropped", req->id);
         return false;
     }
@@ -51,8 +52,12 @@ void vx_resp_header(vx_request *req, const char *name, const char *value) {
     req->extra_tail = e;
 }
 
+/* Messages may echo client bytes or be cut mid-character: repair them so an
+ * error never turns into a 500 because it is not valid UTF-8. */
 static json_t *error_body(const char *code, const char *message) {
-    return json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    char safe_code[64], safe_message[512];
+    return json_pack("{s:{s:s,s:s}}", "error", "code", vx_utf8_sanitize(code, safe_code, sizeof safe_code),
+                     "message", vx_utf8_sanitize(message, safe_message, sizeof safe_message));
 }
 
 void vx_respond_json(vx_request *req, int status, json_t *body) {
@@ -175,7 +180,7 @@ enum MHD_Result vx_http_queue(vx_request *req) {
     for (const vx_resp_extra *e = req->extra; e; e = e->next) MHD_add_response_header(resp, e->name, e->value);
     if (req->status == 401 && !has_extra(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    if (req->close_after || atomic_load(&req->srv->stopping))
+    if ((req->close_after || atomic_load(&req->srv->stopping)) && req->status != 101)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)req->status, resp);
     MHD_destroy_response(resp);

@@ -78,6 +78,10 @@ static vx_request *request_new(vx_http_server *srv, struct MHD_Connection *conn,
 }
 
 static void request_free(vx_request *req) {
+    /* The request's references (each handle embeds its vx_stream_item first). */
+    if (req->deferred) vx_stream_item_unref((vx_stream_item *)(void *)req->deferred);
+    if (req->sse) vx_stream_item_unref((vx_stream_item *)(void *)req->sse);
+    if (req->ws) vx_stream_item_unref((vx_stream_item *)(void *)req->ws);
     vx_http_upload_release(req);
     vx_http_response_release(req);
     if (req->data_free) req->data_free(req->data);
@@ -200,6 +204,7 @@ static enum MHD_Result on_body(vx_request *req, const char *data, size_t size) {
 
 static enum MHD_Result on_complete(vx_request *req) {
     const vx_route *route = req->route;
+    if (req->deferred) return vx_deferred_on_access(req);  /* resumed */
     if (req->status != 0) {
         /* answered already (a begin hook that responded itself) */
     } else if (!route && req->route_index == VX_HTTP_ROUTE_STATIC) {
@@ -216,6 +221,7 @@ static enum MHD_Result on_complete(vx_request *req) {
             vx_respond_error(req, &err);
         } else {
             route->handle(req);
+            if (req->deferred) return vx_deferred_on_access(req);
             if (req->status == 0) {
                 vx_error("http %s: handler for %s %s returned without answering", req->id, route->method,
                          route->pattern);
@@ -263,6 +269,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     vx_request *req = *con_cls;
     if (!req) return;
     *con_cls = NULL;
+    if (req->deferred) vx_deferred_on_request_done(req->deferred);
+    if (req->sse) vx_sse_on_request_done(req->sse);
+    if (req->ws) vx_ws_on_request_done(req->ws);
     double seconds = (double)(mono_ns() - req->start_ns) / 1e9;
     if (req->status != 0 && req->method[0])
         vx_http_metrics_record(srv->metrics, req->route_index, req->method, req->status, seconds);
@@ -338,7 +347,10 @@ vx_http_server *vx_http_start(vx_app *app, const vx_route *routes, size_t n_rout
     /* Known MHD 0.9.75 epoll quirk (test_http shows it): a client that
      * disconnects in the middle of a body is noticed only at the idle
      * timeout, so its request state lives until then. poll() notices at once. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    srv->stream = vx_stream_start(srv, err);
+    if (!srv->stream) goto fail;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_UPGRADE | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
     unsigned threads = cfg->http_threads > 0 ? (unsigned)cfg->http_threads : 1;
     unsigned limit = cfg->max_connections > 0 ? (unsigned)cfg->max_connections : 1024;
@@ -364,6 +376,7 @@ vx_http_server *vx_http_start(vx_app *app, const vx_route *routes, size_t n_rout
             (flags & MHD_USE_EPOLL) ? "epoll" : "poll");
     return srv;
 fail:
+    vx_stream_free(srv->stream);
     vx_router_free(srv->router);
     vx_http_metrics_free(srv->metrics);
     free(srv);
@@ -375,18 +388,35 @@ int vx_http_port(const vx_http_server *srv) {
     return info ? (int)info->port : -1;
 }
 
+static void nap_ms(int ms) {
+    struct timespec nap = {.tv_sec = 0, .tv_nsec = ms * 1000000L};
+    nanosleep(&nap, NULL);
+}
+
+/* Long-lived answers end in two steps: phase 1 asks politely (WebSockets
+ * close with 1001, event streams end, deferred requests get 503) and the
+ * grace period lets that happen; phase 2 ends what is left, because
+ * MHD_stop_daemon must see no suspended connection and no open upgraded
+ * socket (MHD 0.9.75 panics on the first and frees the second under us). */
 void vx_http_stop(vx_http_server *srv, int grace_ms) {
     if (!srv) return;
     atomic_store(&srv->stopping, true);
     MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
     uint64_t deadline = mono_ns() + (uint64_t)(grace_ms > 0 ? grace_ms : 0) * 1000000u;
-    while (atomic_load(&srv->in_flight) > 0 && mono_ns() < deadline) {
-        struct timespec nap = {.tv_sec = 0, .tv_nsec = 5 * 1000000};
-        nanosleep(&nap, NULL);
-    }
+    vx_stream_stop_phase(srv->stream, 1);
+    while (atomic_load(&srv->in_flight) > 0 && mono_ns() < deadline) nap_ms(5);
     int left = atomic_load(&srv->in_flight);
     if (left > 0) vx_warn("http: stopping with %d requests still in flight", left);
+    vx_stream_stop_phase(srv->stream, 2);
+    /* Resumes and upgrades already posted to the stream thread land within
+     * moments; wait for them (bounded) rather than race MHD_stop_daemon. */
+    for (int i = 0; i < 400 && (atomic_load(&srv->suspended) > 0 || atomic_load(&srv->upgrading) > 0); i++)
+        nap_ms(5);
+    if (atomic_load(&srv->suspended) > 0 || atomic_load(&srv->upgrading) > 0)
+        vx_error("http: %d suspended connections and %d upgrades left at stop", atomic_load(&srv->suspended),
+                 atomic_load(&srv->upgrading));
     MHD_stop_daemon(srv->daemon);
+    vx_stream_free(srv->stream);
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     vx_router_free(srv->router);
     vx_http_metrics_free(srv->metrics);

@@ -10,6 +10,10 @@
 
 static const vx_model *const models[] = {
     &vx_model_convert,
+    &vx_model_transcribe,
+    &vx_model_segment,
+    &vx_model_analyze,
+    &vx_model_enhance,
 };
 #define N_MODELS (sizeof models / sizeof models[0])
 

@@ -33,6 +33,7 @@ typedef struct vx_model_plan {
     char out_format[16];  /* "" when the model makes no audio file */
     int out_rate;         /* rate/channels of the audio the model emits */
     int out_channels;
+    vx_audio_info input;  /* the probed input; filled by the runner after plan() */
 } vx_model_plan;
 
 /* Where a model sends audio it produces. */
@@ -72,6 +73,10 @@ typedef struct vx_model {
 
 /* ---- the models (one file each in src/models/; catalog.c lists them) ---- */
 extern const vx_model vx_model_convert;   /* convert.c: any input -> wav/flac/opus/mp3 */
+extern const vx_model vx_model_transcribe; /* transcribe.c: speech -> text, segments, words (srt/vtt) */
+extern const vx_model vx_model_segment;    /* segment.c: speech segments (json/csv/audacity) */
+extern const vx_model vx_model_analyze;    /* analyze.c: per-chunk speech, loudness, peaks, SNR, quality */
+extern const vx_model vx_model_enhance;    /* enhance.c: speech enhancement (denoise, dehum, loudness) */
 
 /* ---- catalog ---- */
 const vx_model *vx_catalog_find(const char *name);

@@ -11,5 +11,6 @@ typedef struct vx_migration {
 } vx_migration;
 
 extern const vx_migration vx_migrations_sqlite[];
+extern const vx_migration vx_migrations_postgres[];
 
 #endif

@@ -691,6 +691,21 @@ const vx_store_ops vx_store_sqlite_ops = {
     .job_release = vx_sqlite_job_release,
     .job_reap = vx_sqlite_job_reap,
     .job_counts = vx_sqlite_job_counts,
+    .event_append = vx_sqlite_event_append,
+    .event_list = vx_sqlite_event_list,
+    .event_last_id = vx_sqlite_event_last_id,
+    .event_purge = vx_sqlite_event_purge,
+    .webhook_create = vx_sqlite_webhook_create,
+    .webhook_get = vx_sqlite_webhook_get,
+    .webhook_list = vx_sqlite_webhook_list,
+    .webhook_job_endpoint = vx_sqlite_webhook_job_endpoint,
+    .webhook_delete = vx_sqlite_webhook_delete,
+    .webhook_rotate = vx_sqlite_webhook_rotate,
+    .delivery_claim = vx_sqlite_delivery_claim,
+    .delivery_record = vx_sqlite_delivery_record,
+    .delivery_list = vx_sqlite_delivery_list,
+    .delivery_redeliver = vx_sqlite_delivery_redeliver,
+    .delivery_release_owner = vx_sqlite_delivery_release_owner,
 };
 
 /* Returns a store the caller closes with vx_store_close(). */

@@ -1,6 +1,7 @@
 /* sqlite_int.h - private parts of the SQLite store shared by sqlite.c (pool,
  * transactions, migrations, settings, ledger, prices), sqlite_accounts.c
- * (users, API keys) and sqlite_jobs.c (jobs, the queue). Nothing outside src/store/ includes this. A connection is used by
+ * (users, API keys), sqlite_jobs.c (jobs, the queue) and sqlite_events.c
+ * (events, webhook endpoints and deliveries). Nothing outside src/store/ includes this. A connection is used by
  * one thread at a time: take it with vx_sqlite_conn_get, give it back with
  * vx_sqlite_conn_put. */
 #ifndef VX_SQLITE_INT_H
@@ -22,6 +23,12 @@ enum vx_sqlite_slot {
     SQ_JOB_CANCEL_QUEUED, SQ_JOB_CANCEL_RUNNING, SQ_JOB_CLAIM, SQ_JOB_HEARTBEAT,
     SQ_JOB_LEASE, SQ_JOB_SUCCEED, SQ_JOB_REQUEUE, SQ_JOB_FINISH, SQ_JOB_RELEASE,
     SQ_JOB_REAP_SELECT, SQ_JOB_COUNTS,
+    /* sqlite_events.c */
+    SQ_EVENT_INSERT, SQ_DELIVERY_INSERT, SQ_EVENT_LIST, SQ_EVENT_LAST, SQ_EVENT_PURGE_DELIVERIES,
+    SQ_EVENT_PURGE, SQ_WEBHOOK_INSERT, SQ_WEBHOOK_GET, SQ_WEBHOOK_LIST, SQ_WEBHOOK_JOB_GET,
+    SQ_WEBHOOK_DELETE_DELIVERIES, SQ_WEBHOOK_DELETE, SQ_WEBHOOK_ROTATE, SQ_DELIVERY_DUE,
+    SQ_DELIVERY_LEASE, SQ_DELIVERY_RECORD, SQ_DELIVERY_LIST, SQ_DELIVERY_GET, SQ_DELIVERY_REDELIVER,
+    SQ_DELIVERY_RELEASE_OWNER,
     SQ_SLOT_COUNT
 };
 
@@ -116,5 +123,32 @@ int vx_sqlite_job_release(vx_store *st, const char *id, const char *worker, int 
 int vx_sqlite_job_reap(vx_store *st, int64_t now, const char *owner_prefix, int64_t backoff_ms,
                        int *requeued, int *failed, vx_err *err);
 int vx_sqlite_job_counts(vx_store *st, int64_t counts[VX_JOB_STATUS_COUNT], vx_err *err);
+
+/* Hooks implemented in sqlite_events.c (events, webhook endpoints, deliveries). */
+int vx_sqlite_event_append(vx_store *st, vx_event_rec *ev, const vx_delivery *deliveries, size_t n,
+                           vx_err *err);
+int vx_sqlite_event_list(vx_store *st, const vx_event_filter *f, vx_event_rec **out, size_t *n,
+                         vx_err *err);
+int vx_sqlite_event_last_id(vx_store *st, const vx_event_filter *f, int64_t *id, vx_err *err);
+int vx_sqlite_event_purge(vx_store *st, int64_t before_ms, int64_t *purged, vx_err *err);
+int vx_sqlite_webhook_create(vx_store *st, const vx_webhook_endpoint *ep, vx_err *err);
+int vx_sqlite_webhook_get(vx_store *st, const char *user_id, const char *id, vx_webhook_endpoint *out,
+                          vx_err *err);
+int vx_sqlite_webhook_list(vx_store *st, const char *user_id, vx_webhook_endpoint **out, size_t *n,
+                           vx_err *err);
+int vx_sqlite_webhook_job_endpoint(vx_store *st, const vx_webhook_endpoint *candidate,
+                                   vx_webhook_endpoint *out, vx_err *err);
+int vx_sqlite_webhook_delete(vx_store *st, const char *user_id, const char *id, vx_err *err);
+int vx_sqlite_webhook_rotate(vx_store *st, const char *user_id, const char *id, const char *new_secret,
+                             int64_t previous_until, vx_err *err);
+int vx_sqlite_delivery_claim(vx_store *st, const char *owner, int64_t now, int64_t lease_ms, int limit,
+                             vx_delivery **out, size_t *n, vx_err *err);
+int vx_sqlite_delivery_record(vx_store *st, const char *id, const char *owner,
+                              const vx_delivery_attempt *a, int64_t now, vx_err *err);
+int vx_sqlite_delivery_list(vx_store *st, const char *endpoint_id, const char *cursor, int limit,
+                            vx_delivery **out, size_t *n, vx_err *err);
+int vx_sqlite_delivery_redeliver(vx_store *st, const char *endpoint_id, const char *id, int64_t now,
+                                 vx_delivery *out, vx_err *err);
+int vx_sqlite_delivery_release_owner(vx_store *st, const char *owner_prefix, vx_err *err);
 
 #endif

@@ -4,10 +4,13 @@
 #include "store.h"
 #include <stdlib.h>
 #include <string.h>
+#include "postgres_int.h"
 #include "sqlite_int.h"
 
 static const vx_store_ops *const backends[] = {
     &vx_store_sqlite_ops,
+    &vx_store_postgres_ops,
+    &vx_store_postgresql_ops,
 };
 
 static const char *const ledger_kind_names[] = {
@@ -66,7 +69,7 @@ vx_store *vx_store_open(const char *url, vx_err *err) {
         const char *scheme = backends[i]->scheme;
         if (strlen(scheme) == len && strncmp(scheme, url, len) == 0) return backends[i]->open(url, err);
     }
-    vx_err_set(err, VX_E_INVALID, "unknown_store_scheme", "unknown store scheme \"%.*s\" (known: sqlite)",
+    vx_err_set(err, VX_E_INVALID, "unknown_store_scheme", "unknown store scheme \"%.*s\" (known: sqlite, postgres)",
                (int)(len > 16 ? 16 : len), url);
     return NULL;
 }

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include "../util/err.h"
 #include "../util/ids.h"
 
@@ -142,6 +143,101 @@ typedef struct vx_job_filter {
     int limit;                  /* 1..200 */
 } vx_job_filter;
 
+/* ---- events and webhooks (issue 5) ------------------------------------ */
+
+/* One stored job event. `id` is the store's own sequence: strictly
+ * increasing within a store, never reused, so "after id N" is a gap-free
+ * resume cursor. data_json is owned (vx_event_rec_clear). */
+typedef struct vx_event_rec {
+    int64_t id;
+    char type[32];              /* "job.queued", "job.progress", ... */
+    char job_id[VX_ID_SIZE];
+    char user_id[VX_ID_SIZE];
+    int64_t at;
+    char *data_json;            /* JSON object text */
+} vx_event_rec;
+
+/* Backend-neutral and tiny, hence inline here. */
+static inline void vx_event_rec_clear(vx_event_rec *ev) {
+    if (ev) free(ev->data_json), ev->data_json = NULL;
+}
+static inline void vx_event_list_free(vx_event_rec *evs, size_t n) {
+    for (size_t i = 0; evs && i < n; i++) vx_event_rec_clear(&evs[i]);
+    free(evs);
+}
+
+/* Which events: of one user and/or one job (NULL = any), with id > after_id,
+ * oldest first, at most limit (1..VX_EVENT_LIST_MAX). */
+#define VX_EVENT_LIST_MAX 500
+typedef struct vx_event_filter {
+    const char *user_id;
+    const char *job_id;
+    int64_t after_id;
+    int limit;
+} vx_event_filter;
+
+/* A webhook endpoint. kind "user": registered by the user (url, event
+ * filter); kind "job": one per user, url "", its secret signs deliveries to
+ * the webhook_url given with that user's jobs. */
+typedef struct vx_webhook_endpoint {
+    char id[VX_ID_SIZE];
+    char user_id[VX_ID_SIZE];
+    char kind[8];
+    char url[2048];
+    char event_types[512];      /* comma-separated types; "" = every type */
+    char secret[128];           /* "whsec_" + base64 */
+    char previous_secret[128];  /* after a rotation, still signed with until previous_until */
+    int64_t previous_until;
+    int64_t created_at;
+} vx_webhook_endpoint;
+
+typedef enum vx_delivery_status {
+    VX_DELIVERY_PENDING, VX_DELIVERY_DELIVERED, VX_DELIVERY_FAILED,
+} vx_delivery_status;
+static inline const char *vx_delivery_status_name(vx_delivery_status s) {
+    return s == VX_DELIVERY_PENDING ? "pending" : s == VX_DELIVERY_DELIVERED ? "delivered" : "failed";
+}
+
+/* One event for one endpoint (its id is the webhook-id header, stable over
+ * retries). delivery_claim also fills `event` (owned: vx_delivery_clear) and
+ * the endpoint's secrets; listings leave them empty. */
+typedef struct vx_delivery {
+    char id[VX_ID_SIZE];
+    char endpoint_id[VX_ID_SIZE];
+    char user_id[VX_ID_SIZE];
+    int64_t event_id;
+    char event_type[32];
+    char url[2048];
+    vx_delivery_status status;
+    int attempts, max_attempts;
+    int64_t created_at, next_at, last_attempt_at, delivered_at;
+    int last_status_code;       /* 0: no HTTP answer */
+    int64_t last_latency_ms;
+    char last_error[256];
+    char response_prefix[256];
+    vx_event_rec event;
+    char secret[128], previous_secret[128];
+    int64_t previous_until;
+} vx_delivery;
+
+static inline void vx_delivery_clear(vx_delivery *d) {
+    if (d) vx_event_rec_clear(&d->event);
+}
+static inline void vx_delivery_list_free(vx_delivery *ds, size_t n) {
+    for (size_t i = 0; ds && i < n; i++) vx_delivery_clear(&ds[i]);
+    free(ds);
+}
+
+/* The outcome of one delivery attempt. */
+typedef struct vx_delivery_attempt {
+    int status_code;            /* 0: no HTTP answer (error says why) */
+    int64_t latency_ms;
+    const char *error;          /* "" / NULL when answered */
+    const char *response_prefix;
+    bool delivered;             /* 2xx */
+    int64_t retry_at;           /* not delivered: next try, 0 = give up (failed) */
+} vx_delivery_attempt;
+
 /* ---- the backend table ----------------------------------------------- */
 
 typedef struct vx_store_ops {
@@ -254,6 +350,58 @@ typedef struct vx_store_ops {
                     int *requeued, int *failed, vx_err *err);
     /* counts[status] for every status, for /metrics. */
     int (*job_counts)(vx_store *st, int64_t counts[VX_JOB_STATUS_COUNT], vx_err *err);
+    /* ---- events and webhooks. Appended; see the records above. ---- */
+    /* Inserts ev (type, job_id, user_id, at, data_json) and sets ev->id; in
+     * the same transaction one pending delivery per `deliveries` entry (id,
+     * endpoint_id, user_id, url, max_attempts, created_at, next_at; event_id
+     * is taken from the new event). NOT_FOUND if an endpoint vanished. */
+    int (*event_append)(vx_store *st, vx_event_rec *ev, const vx_delivery *deliveries, size_t n,
+                        vx_err *err);
+    /* Oldest first. Caller frees *out with vx_event_list_free. */
+    int (*event_list)(vx_store *st, const vx_event_filter *f, vx_event_rec **out, size_t *n, vx_err *err);
+    /* The newest event id matching (after_id and limit ignored); 0 if none. */
+    int (*event_last_id)(vx_store *st, const vx_event_filter *f, int64_t *id, vx_err *err);
+    /* Deletes finished deliveries of events older than before_ms, then those
+     * events unless a pending delivery still needs them. *purged = events gone. */
+    int (*event_purge)(vx_store *st, int64_t before_ms, int64_t *purged, vx_err *err);
+
+    /* endpoints. create: CONFLICT "already_exists" for a second "job" row. */
+    int (*webhook_create)(vx_store *st, const vx_webhook_endpoint *ep, vx_err *err);
+    /* NOT_FOUND unless the endpoint exists and belongs to user_id (NULL = any). */
+    int (*webhook_get)(vx_store *st, const char *user_id, const char *id, vx_webhook_endpoint *out, vx_err *err);
+    /* Every endpoint of the user (both kinds), oldest first. Caller frees *out. */
+    int (*webhook_list)(vx_store *st, const char *user_id, vx_webhook_endpoint **out, size_t *n, vx_err *err);
+    /* The user's "job" endpoint; inserts *candidate first when there is none.
+     * *out gets the stored row either way. */
+    int (*webhook_job_endpoint)(vx_store *st, const vx_webhook_endpoint *candidate,
+                                vx_webhook_endpoint *out, vx_err *err);
+    /* Removes the endpoint and all its deliveries. NOT_FOUND if not the user's. */
+    int (*webhook_delete)(vx_store *st, const char *user_id, const char *id, vx_err *err);
+    /* secret := new_secret; previous_secret := the old one until previous_until. */
+    int (*webhook_rotate)(vx_store *st, const char *user_id, const char *id, const char *new_secret,
+                          int64_t previous_until, vx_err *err);
+
+    /* deliveries. claim: up to limit pending deliveries with next_at <= now
+     * and no live lease, oldest due first; each gets lease (owner, now +
+     * lease_ms). Caller frees *out with vx_delivery_list_free. */
+    int (*delivery_claim)(vx_store *st, const char *owner, int64_t now, int64_t lease_ms, int limit,
+                          vx_delivery **out, size_t *n, vx_err *err);
+    /* Records one attempt of a delivery leased by owner: attempts + 1, last_*
+     * fields; delivered -> status delivered; else pending with next_at =
+     * retry_at, or failed when retry_at is 0. Lease cleared. CONFLICT
+     * "lease_lost" if owner no longer holds it. */
+    int (*delivery_record)(vx_store *st, const char *id, const char *owner, const vx_delivery_attempt *a,
+                           int64_t now, vx_err *err);
+    /* Newest first after cursor (a delivery id). Caller frees *out. */
+    int (*delivery_list)(vx_store *st, const char *endpoint_id, const char *cursor, int limit,
+                         vx_delivery **out, size_t *n, vx_err *err);
+    /* Due now: a failed or delivered one becomes pending for one more attempt
+     * (max_attempts = attempts + 1); a pending one is only moved to now.
+     * NOT_FOUND unless it belongs to endpoint_id. *out gets it after. */
+    int (*delivery_redeliver)(vx_store *st, const char *endpoint_id, const char *id, int64_t now,
+                              vx_delivery *out, vx_err *err);
+    /* Clears leases whose owner starts with owner_prefix (a previous run). */
+    int (*delivery_release_owner)(vx_store *st, const char *owner_prefix, vx_err *err);
 } vx_store_ops;
 
 struct vx_store {

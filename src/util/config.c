@@ -46,6 +46,9 @@ static int check_listen(const char *v);
 static int check_log_level(const char *v);
 static int check_node_id(const char *v);
 static int check_nonempty(const char *v) { return v[0] ? 0 : -1; }
+/* The scheme only; the bus backend checks the rest when it opens. */
+static int check_bus_url(const char *v) { return strchr(v, ':') && v[0] != ':' ? 0 : -1; }
+static int check_allow_list(const char *v);
 
 #define STR(field) .type = OPT_STRING, .offset = offsetof(vx_config, field), \
                    .size = sizeof(((vx_config *)0)->field)
@@ -68,6 +71,17 @@ static const option options[] = {
     {.name = "node-id", .env = "VOXD_NODE_ID", STR(node_id), .metavar = "NAME",
      .help = "name of this process in job leases", .check = check_node_id,
      .expect = "1-63 characters of [A-Za-z0-9._-]"},
+    {.name = "exclusive-node", .env = "VOXD_EXCLUSIVE_NODE", BOOL(OPT_ON, exclusive_node),
+     .help = "no other live process uses this --node-id on the store: reclaim its leases at start-up "
+             "without waiting for them to expire (implied by serve with its own SQLite database)"},
+    {.name = "bus", .env = "VOXD_BUS", STR(bus_url), .metavar = "URL",
+     .help = "live-event bus URL: local: (this process) or redis://host:port[/db] (across nodes)",
+     .check = check_bus_url, .expect = "local: or redis://host:port[/db]"},
+    {.name = "concurrency", .env = "VOXD_CONCURRENCY", NUM(OPT_INT, concurrency, 0, 1024), .metavar = "N",
+     .help = "job threads of `voxd worker` (0: as many as --workers)"},
+    {.name = "metrics-listen", .env = "VOXD_METRICS_LISTEN", STR(metrics_listen), .metavar = "HOST:PORT",
+     .help = "`voxd worker` serves /healthz and /metrics there", .default_text = "none",
+     .check = check_listen, .expect = "HOST:PORT with a port from 0 to 65535"},
     {.name = "http-threads", .env = "VOXD_HTTP_THREADS", NUM(OPT_INT, http_threads, 1, 1024),
      .metavar = "N", .help = "HTTP server threads"},
     {.name = "workers", .env = "VOXD_WORKERS", NUM(OPT_INT, workers, 0, 1024), .metavar = "N",
@@ -109,6 +123,19 @@ static const option options[] = {
     {.name = "shutdown-grace", .env = "VOXD_SHUTDOWN_GRACE",
      NUM(OPT_SECONDS, shutdown_grace_s, 0, 3600), .metavar = "SECONDS",
      .help = "time in-flight work gets to finish on SIGTERM"},
+    {.name = "event-retention", .env = "VOXD_EVENT_RETENTION",
+     NUM(OPT_SECONDS, event_retention_s, 1, 366 * 86400), .metavar = "SECONDS",
+     .help = "how long job events are kept for feed resume (also 90m, 24h)"},
+    {.name = "webhook-allow", .env = "VOXD_WEBHOOK_ALLOW", STR(webhook_allow), .metavar = "LIST",
+     .help = "comma-separated CIDRs (10.0.0.0/8, ::1) or host:port entries webhooks may reach "
+             "although private, loopback or link-local", .default_text = "none",
+     .check = check_allow_list, .expect = "comma-separated CIDRs, IP addresses or host:port entries"},
+    {.name = "webhook-max-attempts", .env = "VOXD_WEBHOOK_MAX_ATTEMPTS",
+     NUM(OPT_INT, webhook_max_attempts, 1, 50), .metavar = "N",
+     .help = "delivery attempts before a webhook delivery is marked failed"},
+    {.name = "webhook-retry-base", .env = "VOXD_WEBHOOK_RETRY_BASE",
+     NUM(OPT_DURATION, webhook_retry_base_s, 0, 3600), .metavar = "SECONDS",
+     .help = "first webhook retry delay; each further one waits 4x longer, with jitter"},
     {.name = "log-level", .env = "VOXD_LOG_LEVEL", STR(log_level), .metavar = "LEVEL",
      .help = "debug, info, warn or error", .check = check_log_level,
      .expect = "debug, info, warn or error"},
@@ -122,6 +149,7 @@ void vx_config_defaults(vx_config *cfg) {
         .listen = "127.0.0.1:8080",
         .data_dir = "./data",
         .node_id = "local",
+        .bus_url = "local:",
         .http_threads = 4,
         .workers = 2,
         .request_timeout_s = 60,
@@ -138,6 +166,9 @@ void vx_config_defaults(vx_config *cfg) {
         .max_attempts = 3,
         .retry_base_s = 2,
         .shutdown_grace_s = 10,
+        .event_retention_s = 86400,
+        .webhook_max_attempts = 8,
+        .webhook_retry_base_s = 15,
         .log_level = "info",
         .access_log = true,
     };
@@ -148,6 +179,13 @@ static int check_listen(const char *v) {
     if (!colon || colon == v || !colon[1] || strlen(colon + 1) > 5) return -1;
     if (strspn(colon + 1, "0123456789") != strlen(colon + 1)) return -1;
     return atoi(colon + 1) <= 65535 ? 0 : -1;
+}
+
+/* Shape only (util/ must not know webhook rules); the webhook module parses
+ * the entries at start-up and names a bad one. */
+static int check_allow_list(const char *v) {
+    static const char ok[] = "0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ.:/,[]-_";
+    return strspn(v, ok) == strlen(v) ? 0 : -1;
 }
 
 static int check_log_level(const char *v) {

@@ -19,6 +19,10 @@ typedef struct vx_config {
     char blob_url[VX_URL_SIZE];/* --blob, default file:///<data>/blobs */
     char web_dir[VX_PATH_SIZE];/* --web DIR, default ./web next to the binary's repo or /usr/share/voxd/web */
     char node_id[64];          /* --node-id, default "local"; names this process's leases */
+    bool exclusive_node;       /* --exclusive-node: no other live process uses node_id (start-up reclaims its leases at once) */
+    char bus_url[VX_URL_SIZE]; /* --bus, live-event bus URL, default "local:" */
+    int concurrency;           /* --concurrency, job threads of `voxd worker`, default 0 = as --workers */
+    char metrics_listen[256];  /* --metrics-listen HOST:PORT, `voxd worker`'s /healthz + /metrics, default none */
     int http_threads;          /* --http-threads, default 4 */
     int workers;               /* --workers, worker threads, default 2 */
     int request_timeout_s;     /* --request-timeout, idle connection timeout, default 60 */
@@ -42,6 +46,12 @@ typedef struct vx_config {
     int max_attempts;          /* --max-attempts, default 3 */
     int retry_base_s;          /* --retry-base, first back-off, default 2 (doubles) */
     int shutdown_grace_s;      /* --shutdown-grace, default 10 */
+
+    /* live events and webhooks */
+    int event_retention_s;     /* --event-retention, how long events stay for resume, default 24h */
+    char webhook_allow[1024];  /* --webhook-allow, CIDRs / host:port allowed despite being private, default none */
+    int webhook_max_attempts;  /* --webhook-max-attempts, default 8 */
+    double webhook_retry_base_s; /* --webhook-retry-base, first retry delay (x4 per attempt), default 15 */
 
     char log_level[16];        /* --log-level, default info */
     bool access_log;           /* --no-access-log turns it off */

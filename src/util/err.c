@@ -3,15 +3,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include "utf8.h"
 
 int vx_err_set(vx_err *err, vx_status status, const char *code, const char *fmt, ...) {
     if (!err) return -1;
     err->status = status;
     snprintf(err->code, sizeof err->code, "%s", code ? code : "error");
+    char raw[sizeof err->message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* Messages may quote client bytes or be cut mid-character; they go into JSON. */
+    vx_utf8_sanitize(raw, err->message, sizeof err->message);
     return -1;
 }
 

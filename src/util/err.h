@@ -1,8 +1,9 @@
 /* err.h - the one error type that crosses every layer of voxd.
  * A function that can fail returns int (0 ok, -1 failed) or a pointer (NULL
  * failed) and fills a caller-owned vx_err. The API layer maps `status` to an
- * HTTP status in one table (api/respond.c); `code` is the stable snake_case
- * string clients see. Messages never contain paths, SQL or secrets. */
+ * HTTP status in one table (vx_err_http_status); `code` is the stable
+ * snake_case string clients see. Messages never contain paths, SQL or
+ * secrets, and are always valid UTF-8 (vx_err_set repairs them). */
 #ifndef VX_ERR_H
 #define VX_ERR_H
 

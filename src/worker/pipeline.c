@@ -82,6 +82,7 @@ int vx_pipeline_run(const vx_pipeline_request *req, vx_pipeline_result *res, vx_
     vx_err_clear(e);
     if (input_info(req->input_path, &info, e) != 0) goto out;
     if (m->plan(req->params, &info, &plan, e) != 0) goto out;
+    plan.input = info;
     dec = vx_decoder_open(req->input_path, plan.in_rate, plan.in_channels, e);
     if (!dec) goto out;
     rate = vx_decoder_rate(dec);

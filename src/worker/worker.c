@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "../core/events.h"
 #include "../core/jobs.h"
 #include "../models/model.h"
 #include "../util/clock.h"
@@ -32,6 +33,8 @@ typedef struct worker_slot {
     char job_id[VX_ID_SIZE];
     int attempt;
     double progress;
+    const vx_job *job;           /* the claimed job, for progress events (worker thread only) */
+    vx_progress_gate gate;       /* throttles those events (worker thread only) */
     atomic_bool cancel;          /* interrupt the pipeline */
     atomic_bool user_canceled;   /* the reason was a user's cancel */
     atomic_bool lease_lost;      /* the reason was a lost lease */
@@ -77,6 +80,8 @@ static void on_progress(void *user, double fraction) {
     pthread_mutex_lock(&s->mu);
     s->progress = fraction;
     pthread_mutex_unlock(&s->mu);
+    if (s->job && vx_progress_gate_pass(&s->gate, vx_mono_ms(), fraction))
+        vx_events_job_progress(s->pool->app, s->job, fraction, "processing");
 }
 
 /* Input problems are the client's: retrying cannot help. */
@@ -172,6 +177,7 @@ static void run_job(worker_slot *s, vx_job *job) {
         vx_warn("job %s: could not record success: %s (%s)", job->id, serr.message, serr.code);
         goto cleanup;
     }
+    vx_events_job_settled(app, job->id, job->attempts);
     vx_info("job %s succeeded in %lld ms (attempt %d, charged %lld)", job->id,
             (long long)(vx_mono_ms() - t0), job->attempts, (long long)done.charged);
     goto cleanup;
@@ -185,8 +191,10 @@ failed:
         /* shutdown: give it back untouched */
         if (app->store->ops->job_release(app->store, job->id, s->name, job->attempts, vx_now_ms(), &serr) != 0)
             vx_warn("job %s: release failed: %s", job->id, serr.message);
-        else
+        else {
             vx_info("job %s given back to the queue (shutdown)", job->id);
+            vx_events_job_settled(app, job->id, job->attempts);
+        }
         goto cleanup;
     }
     bool canceled = err.status == VX_E_CANCELED;
@@ -197,10 +205,12 @@ failed:
     if (app->store->ops->job_fail(app->store, job->id, s->name, job->attempts, err.code, err.message, retry_at,
                                   canceled, vx_now_ms(), &serr) != 0)
         vx_warn("job %s: could not record failure: %s", job->id, serr.message);
-    else
+    else {
+        vx_events_job_settled(app, job->id, job->attempts);
         vx_info("job %s attempt %d %s: %s (%s)", job->id, job->attempts,
                 canceled ? "canceled" : retry_at ? "failed, will retry" : "failed for good", err.message,
                 err.code);
+    }
 cleanup:
     if (out_path[0]) unlink(out_path);
     if (in_temp) unlink(in_path);
@@ -232,7 +242,10 @@ static void *worker_main(void *arg) {
         atomic_store(&s->cancel, atomic_load(&w->interrupt));
         atomic_store(&s->user_canceled, false);
         atomic_store(&s->lease_lost, false);
+        s->job = &job;
+        s->gate = (vx_progress_gate){0};
         pthread_mutex_unlock(&s->mu);
+        vx_events_job_changed(app, &job);
         atomic_fetch_add(&app->workers_busy, 1);
         vx_info("worker %s: job %s attempt %d (%s)", s->name, job.id, job.attempts, job.model);
         run_job(s, &job);
@@ -240,6 +253,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&s->mu);
         s->busy = false;
         s->job_id[0] = '\0';
+        s->job = NULL;
         pthread_mutex_unlock(&s->mu);
         vx_job_clear(&job);
     }
@@ -290,8 +304,8 @@ static void *keeper_main(void *arg) {
             last_reap = now;
             int requeued = 0, failed = 0;
             vx_err err = {0};
-            if (app->store->ops->job_reap(app->store, now, NULL, (int64_t)app->cfg->retry_base_s * 1000,
-                                          &requeued, &failed, &err) != 0)
+            if (vx_events_reap(app, now, NULL, (int64_t)app->cfg->retry_base_s * 1000, &requeued, &failed,
+                               &err) != 0)
                 vx_warn("reaper: %s", err.message);
             else if (requeued || failed)
                 vx_info("reaper: %d expired lease(s) requeued, %d failed for good", requeued, failed);
@@ -314,14 +328,21 @@ vx_workers *vx_workers_start(vx_app *app, int n, vx_err *err) {
     pthread_cond_init(&w->cv, NULL);
     mkdir(app->tmp_dir, 0700);
 
-    /* Leases held by an earlier run of this node died with it. */
+    /* Leases of an earlier run of this node died with it, but only a node
+     * whose id no other live process shares (exclusive_node: serve on its own
+     * locked SQLite database, or said so) may take them back before they
+     * expire. Anyone else shares the store with live peers whose leases carry
+     * the same "<node>/" prefix: it reclaims expired leases only. */
     char prefix[80];
     snprintf(prefix, sizeof prefix, "%s/", app->cfg->node_id);
+    bool exclusive = app->cfg->exclusive_node;
     int requeued = 0, failed = 0;
-    if (app->store->ops->job_reap(app->store, vx_now_ms(), prefix, 0, &requeued, &failed, err) != 0) goto fail;
+    if (vx_events_reap(app, vx_now_ms(), exclusive ? prefix : NULL,
+                       exclusive ? 0 : (int64_t)app->cfg->retry_base_s * 1000, &requeued, &failed, err) != 0)
+        goto fail;
     if (requeued || failed)
-        vx_info("recovered %d job(s) from an earlier run (%d failed for good after max attempts)", requeued,
-                failed);
+        vx_info("recovered %d job(s) from %s (%d failed for good after max attempts)", requeued,
+                exclusive ? "an earlier run" : "expired leases", failed);
 
     char boot[9];
     vx_random_alnum(boot, 8);

@@ -9,8 +9,10 @@
 
 typedef struct vx_workers vx_workers;
 
-/* Reclaims leases left by a previous run of this node (cfg->node_id), then
- * starts n worker threads (n may be 0: only the keeper runs) and the keeper. */
+/* Reclaims leases left by a previous run of this node (cfg->node_id) when
+ * cfg->exclusive_node says no live process shares that id, else only expired
+ * leases; then starts n worker threads (n may be 0: only the keeper runs)
+ * and the keeper. */
 vx_workers *vx_workers_start(vx_app *app, int n, vx_err *err);
 /* Stops claiming at once; running jobs get grace_ms to finish, after which
  * they are interrupted and given back to the queue without counting the

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -20,6 +21,12 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ADMIN_PASSWORD = "Adm1n-Test-Pass-7f3c9e-Quokka"
 USER_PASSWORD = "Correct-Horse-9-Battery-Staple"
 TERMINAL = ("succeeded", "failed", "canceled")
+
+# Flags added to every voxd the suite starts (e.g. --blob s3://...), so the
+# whole suite can run against other backends; a test's own flags come after.
+# "{data}" in them becomes a tag unique to the server's data dir (e.g.
+# --db 'postgres://...?schema={data}' gives each server its own schema).
+EXTRA_FLAGS = shlex.split(os.environ.get("VOXD_EXTRA_FLAGS", ""))
 
 # Every server started by this process, so a failing test can show their logs.
 SERVERS = []
@@ -69,6 +76,12 @@ class Server:
         SERVERS.append(self)
 
     # -- lifecycle --------------------------------------------------------
+    def extra_flags(self):
+        """EXTRA_FLAGS for this server ("{data}" filled in); a worker process
+        sharing this server's backends passes the same."""
+        tag = "d" + uuid.uuid5(uuid.NAMESPACE_URL, self.data_dir).hex[:16]
+        return [f.replace("{data}", tag) for f in EXTRA_FLAGS]
+
     def start(self, ready_timeout=20.0):
         binary = voxd_bin()
         if not os.access(binary, os.X_OK):
@@ -79,7 +92,7 @@ class Server:
         env["VOXD_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         env.update(self.extra_env)
         cmd = [binary, "serve", "--listen", "127.0.0.1:%d" % self.port,
-               "--data", self.data_dir] + self.flags
+               "--data", self.data_dir] + self.extra_flags() + self.flags
         self._log = open(self.log_path, "ab")
         self._log.write(("\n==== start: %s\n" % " ".join(cmd)).encode())
         self._log.flush()

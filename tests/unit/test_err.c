@@ -2,6 +2,7 @@
  * table the API answers with. */
 #include "test.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 static void test_set_fills_status_code_and_message_and_returns_minus_one(void) {
     vx_err e;
@@ -25,6 +26,18 @@ static void test_long_codes_and_messages_are_truncated_not_overflowed(void) {
     CHECK_EQ_INT(strlen(e.message), sizeof e.message - 1);
 }
 
+static void test_messages_are_always_valid_utf8(void) {
+    vx_err e;
+    vx_err_set(&e, VX_E_INVALID, "x", "bad byte \xff and a cut %.2s", "\xc3\xa9\xc3\xa9");
+    CHECK(vx_utf8_valid(e.message));
+    CHECK_EQ_STR(e.message, "bad byte ? and a cut \xc3\xa9");
+    char long_text[600];
+    for (int i = 0; i < 299; i++) long_text[2 * i] = '\xc3', long_text[2 * i + 1] = '\xa9';
+    long_text[598] = '\0';
+    vx_err_set(&e, VX_E_INVALID, "x", "a%s", long_text); /* the cut at 256 bytes falls inside a character */
+    CHECK(vx_utf8_valid(e.message));
+}
+
 static void test_every_status_maps_to_its_http_status(void) {
     static const struct { vx_status s; int http; } table[] = {
         {VX_OK, 200}, {VX_E_INVALID, 400}, {VX_E_UNAUTHORIZED, 401}, {VX_E_PAYMENT, 402},
@@ -39,4 +52,4 @@ static void test_every_status_maps_to_its_http_status(void) {
 
 TEST_MAIN(TEST_ENTRY(test_set_fills_status_code_and_message_and_returns_minus_one),
           TEST_ENTRY(test_long_codes_and_messages_are_truncated_not_overflowed),
-          TEST_ENTRY(test_every_status_maps_to_its_http_status))
+          TEST_ENTRY(test_messages_are_always_valid_utf8), TEST_ENTRY(test_every_status_maps_to_its_http_status))

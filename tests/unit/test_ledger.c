@@ -1,7 +1,9 @@
-/* test_ledger.c - credit arithmetic of the SQLite store: ledger_apply for
+/* test_ledger.c - credit arithmetic of the store (SQLite, or PostgreSQL with
+ * VOXD_TEST_STORE_URL): ledger_apply for
  * grant/top-up/adjust/refund, refusal of a negative balance by the database,
  * idempotent refs, listing, and the audit invariant after every operation. */
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,34 @@ static char dir[64];
 static vx_store *st;
 static vx_user user;
 
+/* VOXD_TEST_STORE_URL (a postgres:// URL, see scripts/with_postgres.sh) runs
+ * these tests against that server, each setup in a fresh schema (pg_schema);
+ * unset, a SQLite file at sqlite_path. */
+static char pg_schema[VX_ID_SIZE];
+static const char *pg_url(void) {
+    const char *base = getenv("VOXD_TEST_STORE_URL");
+    return base && *base ? base : NULL;
+}
+
+static void store_url(char *out, size_t cap, const char *sqlite_path) {
+    const char *base = pg_url();
+    if (!base) {
+        snprintf(out, cap, "sqlite://%s", sqlite_path);
+        return;
+    }
+    vx_id_new(pg_schema, "t");
+    snprintf(out, cap, "%s%cschema=%s", base, strchr(base, '?') ? '&' : '?', pg_schema);
+}
+
+/* A raw connection into the test's schema, bypassing the store. */
+static PGconn *pg_raw(void) {
+    PGconn *c = PQconnectdb(pg_url());
+    char sql[96];
+    snprintf(sql, sizeof sql, "SET search_path TO %s", pg_schema);
+    if (PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, sql));
+    return c;
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     return remove(path);
 }
@@ -24,8 +54,9 @@ static int setup(void) {
     vx_crypto_init();
     snprintf(dir, sizeof dir, "/tmp/voxd-ledger-XXXXXX");
     if (!mkdtemp(dir)) return -1;
-    char url[128];
-    snprintf(url, sizeof url, "sqlite://%s/voxd.db", dir);
+    char url[256], path[128];
+    snprintf(path, sizeof path, "%s/voxd.db", dir);
+    store_url(url, sizeof url, path);
     vx_err err;
     if (!(st = vx_store_open(url, &err))) return -1;
     memset(&user, 0, sizeof user);
@@ -223,16 +254,35 @@ static void test_database_itself_forbids_negative_balance_and_ledger_edits(void)
     bool rep;
     vx_balance b;
     REQUIRE(apply(VX_LEDGER_GRANT, 50, "g", &rep, &b, &err) == 0);
-    char path[128];
-    snprintf(path, sizeof path, "%s/voxd.db", dir);
-    sqlite3 *db = NULL;
-    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    CHECK(sqlite3_exec(db, "UPDATE balances SET available = -1", NULL, NULL, NULL) != SQLITE_OK);
-    CHECK(sqlite3_exec(db, "UPDATE balances SET held = -1", NULL, NULL, NULL) != SQLITE_OK);
-    CHECK(sqlite3_exec(db, "UPDATE ledger SET amount = 1000000", NULL, NULL, NULL) != SQLITE_OK);
-    CHECK(sqlite3_exec(db, "DELETE FROM ledger", NULL, NULL, NULL) != SQLITE_OK);
-    sqlite3_close(db);
+    static const char *const forbidden[] = {
+        "UPDATE balances SET available = -1", "UPDATE balances SET held = -1",
+        "UPDATE ledger SET amount = 1000000", "DELETE FROM ledger",
+    };
+    if (pg_url()) {
+        PGconn *pg = pg_raw();
+        REQUIRE(PQstatus(pg) == CONNECTION_OK);
+        PGresult *seen = PQexec(pg, "SELECT COUNT(*) FROM ledger"); /* the schema is the store's */
+        CHECK(PQresultStatus(seen) == PGRES_TUPLES_OK && strcmp(PQgetvalue(seen, 0, 0), "1") == 0);
+        PQclear(seen);
+        for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++) {
+            PGresult *r = PQexec(pg, forbidden[i]);
+            CHECK(PQresultStatus(r) == PGRES_FATAL_ERROR);
+            PQclear(r);
+        }
+        PGresult *r = PQexec(pg, "TRUNCATE ledger");
+        CHECK(PQresultStatus(r) == PGRES_FATAL_ERROR);
+        PQclear(r);
+        PQfinish(pg);
+    } else {
+        char path[128];
+        snprintf(path, sizeof path, "%s/voxd.db", dir);
+        sqlite3 *db = NULL;
+        REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++)
+            CHECK(sqlite3_exec(db, forbidden[i], NULL, NULL, NULL) != SQLITE_OK);
+        sqlite3_close(db);
+    }
     CHECK_EQ_INT(st->ops->balance_get(st, user.id, &b, &err), 0);
     CHECK_EQ_INT(b.available, 50);
     CHECK(audit_ok());

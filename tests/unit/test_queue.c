@@ -1,4 +1,5 @@
-/* test_queue.c - jobs and the job queue of the SQLite store: submit with its
+/* test_queue.c - jobs and the job queue of the store (SQLite, or PostgreSQL
+ * with VOXD_TEST_STORE_URL): submit with its
  * hold, idempotency, claim/heartbeat/succeed/fail/release/reap with leases,
  * cancel, listings, and the ledger staying consistent under concurrency. */
 #include <ftw.h>
@@ -19,6 +20,20 @@ static char dir[64];
 static vx_store *st;
 static vx_user user;
 
+/* VOXD_TEST_STORE_URL (a postgres:// URL, see scripts/with_postgres.sh) runs
+ * these tests against that server, each setup in a fresh schema; unset, a
+ * SQLite file at sqlite_path. */
+static void store_url(char *out, size_t cap, const char *sqlite_path) {
+    const char *base = getenv("VOXD_TEST_STORE_URL");
+    if (!base || !*base) {
+        snprintf(out, cap, "sqlite://%s", sqlite_path);
+        return;
+    }
+    char schema[VX_ID_SIZE];
+    vx_id_new(schema, "t");
+    snprintf(out, cap, "%s%cschema=%s", base, strchr(base, '?') ? '&' : '?', schema);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     return remove(path);
 }
@@ -28,8 +43,9 @@ static int setup(int64_t credits) {
     vx_crypto_init();
     snprintf(dir, sizeof dir, "/tmp/voxd-queue-XXXXXX");
     if (!mkdtemp(dir)) return -1;
-    char url[128];
-    snprintf(url, sizeof url, "sqlite://%s/voxd.db", dir);
+    char url[256], path[128];
+    snprintf(path, sizeof path, "%s/voxd.db", dir);
+    store_url(url, sizeof url, path);
     vx_err err;
     if (!(st = vx_store_open(url, &err))) return -1;
     memset(&user, 0, sizeof user);

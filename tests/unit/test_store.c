@@ -1,7 +1,9 @@
-/* test_store.c - the SQLite store's plumbing and accounts: URL handling,
+/* test_store.c - the store's plumbing and accounts (SQLite, or PostgreSQL
+ * with VOXD_TEST_STORE_URL): URL handling,
  * migrations, settings, users, API keys and prices (src/store/sqlite.c,
  * sqlite_accounts.c, store.c). Ledger and queue behaviour have their own files. */
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -16,7 +18,35 @@
 #include "test.h"
 
 static char dir[64];
-static char url[160];
+static char url[256];
+
+/* VOXD_TEST_STORE_URL (a postgres:// URL, see scripts/with_postgres.sh) runs
+ * these tests against that server, each setup in a fresh schema (pg_schema);
+ * unset, a SQLite file at sqlite_path. */
+static char pg_schema[VX_ID_SIZE];
+static const char *pg_url(void) {
+    const char *base = getenv("VOXD_TEST_STORE_URL");
+    return base && *base ? base : NULL;
+}
+
+static void store_url(char *out, size_t cap, const char *sqlite_path) {
+    const char *base = pg_url();
+    if (!base) {
+        snprintf(out, cap, "sqlite://%s", sqlite_path);
+        return;
+    }
+    vx_id_new(pg_schema, "t");
+    snprintf(out, cap, "%s%cschema=%s", base, strchr(base, '?') ? '&' : '?', pg_schema);
+}
+
+/* A raw connection into the test's schema, bypassing the store. */
+static PGconn *pg_raw(void) {
+    PGconn *c = PQconnectdb(pg_url());
+    char sql[96];
+    snprintf(sql, sizeof sql, "SET search_path TO %s", pg_schema);
+    if (PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, sql));
+    return c;
+}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     return remove(path);
@@ -26,7 +56,9 @@ static vx_store *fresh_store(void) {
     vx_crypto_init();
     snprintf(dir, sizeof dir, "/tmp/voxd-store-XXXXXX");
     if (!mkdtemp(dir)) return NULL;
-    snprintf(url, sizeof url, "sqlite://%s/db/voxd.db", dir);
+    char path[128];
+    snprintf(path, sizeof path, "%s/db/voxd.db", dir);
+    store_url(url, sizeof url, path);
     vx_err err;
     return vx_store_open(url, &err);
 }
@@ -38,11 +70,20 @@ static void done(vx_store *st) {
 
 static int last_migration(void) {
     int v = 0;
-    for (const vx_migration *m = vx_migrations_sqlite; m->sql; m++) v = m->version;
+    for (const vx_migration *m = pg_url() ? vx_migrations_postgres : vx_migrations_sqlite; m->sql; m++)
+        v = m->version;
     return v;
 }
 
 static int count_rows(const char *sql) {
+    if (pg_url()) {
+        PGconn *pg = pg_raw();
+        PGresult *r = PQexec(pg, sql);
+        int n = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : -1;
+        PQclear(r);
+        PQfinish(pg);
+        return n;
+    }
     char path[128];
     snprintf(path, sizeof path, "%s/db/voxd.db", dir);
     sqlite3 *db = NULL;
@@ -77,14 +118,17 @@ static void test_migrations_apply_once_and_reopen_is_idempotent(void) {
     REQUIRE(st);
     CHECK_EQ_INT(st->ops->schema_version(st), last_migration());
     int applied = 0;
-    for (const vx_migration *m = vx_migrations_sqlite; m->sql; m++) applied++;
+    for (const vx_migration *m = pg_url() ? vx_migrations_postgres : vx_migrations_sqlite; m->sql; m++) applied++;
     CHECK_EQ_INT(count_rows("SELECT COUNT(*) FROM schema_migrations"), applied);
-    CHECK_EQ_INT(count_rows("SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs'"), 1);
+    CHECK_EQ_INT(count_rows(pg_url() ? "SELECT COUNT(*) FROM information_schema.tables WHERE"
+                                       " table_schema = current_schema() AND table_name = 'jobs'"
+                                     : "SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs'"), 1);
     CHECK_EQ_INT(st->ops->ping(st, &err), 0);
     done(st);
 }
 
 static void test_database_runs_in_wal_mode_with_parent_directory_created(void) {
+    if (pg_url()) return; /* SQLite files only */
     vx_store *st = fresh_store();
     REQUIRE(st);
     char wal[128];
@@ -104,6 +148,10 @@ static void test_unknown_scheme_and_bad_url_are_refused(void) {
     CHECK(vx_store_open("sqlite://", &err) == NULL);
     CHECK_EQ_STR(err.code, "invalid_store_url");
     CHECK(vx_store_open("sqlite:///tmp/x.db?pool=0", &err) == NULL);
+    CHECK_EQ_STR(err.code, "invalid_store_url");
+    CHECK(vx_store_open("postgres://u@127.0.0.1:1/db?pool=0", &err) == NULL);
+    CHECK_EQ_STR(err.code, "invalid_store_url");
+    CHECK(vx_store_open("postgresql://u@127.0.0.1:1/db?schema=Bad-Name", &err) == NULL);
     CHECK_EQ_STR(err.code, "invalid_store_url");
 }
 
@@ -331,6 +379,81 @@ static void test_price_override_set_get_and_negative_refused(void) {
     done(st);
 }
 
+static void test_unreachable_postgres_is_unavailable_without_leaking_the_password(void) {
+    vx_err err;
+    /* Nothing listens on port 1: the connect fails fast. */
+    CHECK(vx_store_open("postgres://voxd:s3cret-pw@127.0.0.1:1/voxd", &err) == NULL);
+    CHECK_EQ_INT(err.status, VX_E_UNAVAILABLE);
+    CHECK_EQ_STR(err.code, "database_unavailable");
+    CHECK(strstr(err.message, "s3cret") == NULL);
+}
+
+/* Killing every pooled connection (as a server restart does) costs no
+ * request: the next hook reconnects and prepares its statements again. */
+static void test_postgres_pool_reconnects_after_its_connections_are_killed(void) {
+    if (!pg_url()) return; /* PostgreSQL only */
+    vx_store *st = fresh_store();
+    REQUIRE(st);
+    vx_user u = make_user("reconnect", "user");
+    vx_err err;
+    REQUIRE(st->ops->user_create(st, &u, 0, &err) == 0);
+    PGconn *pg = pg_raw();
+    PGresult *r = PQexec(pg, "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                             " WHERE application_name = 'voxd' AND pid <> pg_backend_pid()");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) >= 1);
+    PQclear(r);
+    PQfinish(pg);
+    vx_user got;
+    for (int i = 0; i < 3; i++) { /* more calls than the one connection used so far */
+        CHECK_EQ_INT(st->ops->user_get(st, u.id, &got, &err), 0);
+        CHECK_EQ_STR(got.username, "reconnect");
+    }
+    CHECK_EQ_INT(st->ops->ping(st, &err), 0);
+    done(st);
+}
+
+static void *open_one(void *arg) {
+    vx_err err;
+    *(vx_store **)arg = vx_store_open(url, &err);
+    return NULL;
+}
+
+/* Nodes starting together on an empty database: every open succeeds and
+ * each migration is recorded exactly once. */
+static void test_stores_opening_at_once_apply_each_migration_once(void) {
+    vx_store *first = fresh_store(); /* makes the scratch dir */
+    REQUIRE(first);
+    vx_store_close(first);
+    char path[128];
+    snprintf(path, sizeof path, "%s/db/other.db", dir);
+    store_url(url, sizeof url, path); /* an empty database (PostgreSQL: a new schema) */
+    vx_store *sts[6] = {0};
+    pthread_t t[6];
+    for (int i = 0; i < 6; i++) pthread_create(&t[i], NULL, open_one, &sts[i]);
+    for (int i = 0; i < 6; i++) pthread_join(t[i], NULL);
+    int opened = 0;
+    for (int i = 0; i < 6; i++) opened += sts[i] != NULL;
+    CHECK_EQ_INT(opened, 6);
+    int applied = 0;
+    for (const vx_migration *m = pg_url() ? vx_migrations_postgres : vx_migrations_sqlite; m->sql; m++) applied++;
+    if (pg_url()) {
+        CHECK_EQ_INT(count_rows("SELECT COUNT(*) FROM schema_migrations"), applied);
+    } else {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *q = NULL;
+        int n = -1;
+        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM schema_migrations", -1, &q, NULL) == SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
+            n = sqlite3_column_int(q, 0);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+        CHECK_EQ_INT(n, applied);
+    }
+    for (int i = 1; i < 6; i++) vx_store_close(sts[i]);
+    done(sts[0]);
+}
+
 TEST_MAIN(TEST_ENTRY(test_migrations_apply_once_and_reopen_is_idempotent),
           TEST_ENTRY(test_database_runs_in_wal_mode_with_parent_directory_created),
           TEST_ENTRY(test_unknown_scheme_and_bad_url_are_refused),
@@ -340,4 +463,7 @@ TEST_MAIN(TEST_ENTRY(test_migrations_apply_once_and_reopen_is_idempotent),
           TEST_ENTRY(test_user_create_get_and_case_insensitive_duplicate_conflicts),
           TEST_ENTRY(test_user_list_pages_newest_first_and_roles_change),
           TEST_ENTRY(test_api_keys_create_find_touch_and_revoked_key_is_not_found),
-          TEST_ENTRY(test_price_override_set_get_and_negative_refused))
+          TEST_ENTRY(test_price_override_set_get_and_negative_refused),
+          TEST_ENTRY(test_unreachable_postgres_is_unavailable_without_leaking_the_password),
+          TEST_ENTRY(test_postgres_pool_reconnects_after_its_connections_are_killed),
+          TEST_ENTRY(test_stores_opening_at_once_apply_each_migration_once))

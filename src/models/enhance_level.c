@@ -1,0 +1,326 @@
+/* enhance_level.c - the level stage of `enhance`: loudness normalisation to
+ * an integrated target (EBU R128 via libebur128) and a true-peak limiter.
+ * Bounded design: cleaned audio is held in a FIFO of at most `window_s`;
+ * audio leaves the FIFO with the gain implied by the integrated loudness of
+ * everything seen so far (so any input no longer than the window gets one
+ * exact gain; longer ones a slowly settling gain). The limiter estimates
+ * inter-sample peaks by 4x polyphase interpolation and applies a smooth,
+ * lookahead gain that never lets them exceed the ceiling. Not thread-safe. */
+#include <ebur128.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "enhance_int.h"
+
+#define MAX_CHANNELS 8
+#define TP_HALF 6              /* interpolation taps either side */
+#define TP_PHASES 4
+#define LIMIT_LOOKAHEAD_S 0.0015
+#define LIMIT_RELEASE_S 0.08
+#define LIMIT_MARGIN_DB 0.3    /* our interpolator vs. the meter's */
+#define GAIN_MAX_DB 30.0
+#define GAIN_MIN_DB -30.0
+#define GAIN_SLEW_DB_PER_S 1.0 /* how fast a long input's gain may move */
+#define RING 256               /* limiter history (frames); > 2*TP_HALF + 2*lookahead */
+#define OUT_CHUNK 1024
+
+/* Running true-peak estimate of a stream (4x interpolation near the max). */
+typedef struct peak_tracker {
+    float hist[2 * TP_HALF][MAX_CHANNELS];
+    int64_t n;
+    float peak;
+} peak_tracker;
+
+struct vx_enhance_level {
+    vx_enhance_level_opts o;
+    int rate, channels;
+    ebur128_state *meter_in, *meter_pre, *meter_out;
+    /* loudness FIFO (interleaved) */
+    float *fifo;
+    size_t fifo_cap, fifo_head, fifo_len; /* in frames */
+    double gain_db;
+    bool gain_set;
+    peak_tracker pre;   /* cleaned audio before the gain */
+    peak_tracker post;  /* the emitted output (for the report) */
+    /* limiter */
+    float taps[TP_PHASES][2 * TP_HALF];
+    float ceiling;
+    int lookahead;
+    float hist[RING][MAX_CHANNELS];   /* gained input */
+    float greq[RING], m1[RING];
+    double box_sum;
+    float release_gain, release_step;
+    int64_t n_in;                     /* frames entered into the limiter */
+    int64_t last_over;                /* newest position needing reduction */
+    float out[OUT_CHUNK * MAX_CHANNELS];
+    size_t out_len;
+    vx_enhance_level_stats st;
+};
+
+vx_enhance_level *vx_enhance_level_new(int rate, int channels, const vx_enhance_level_opts *o, vx_err *err) {
+    if (channels < 1 || channels > MAX_CHANNELS) {
+        vx_err_set(err, VX_E_UNPROCESSABLE, "param_out_of_range", "enhance handles 1 to 8 channels");
+        return NULL;
+    }
+    vx_enhance_level *l = calloc(1, sizeof *l);
+    if (!l) goto oom;
+    l->o = *o;
+    l->rate = rate;
+    l->channels = channels;
+    l->meter_in = ebur128_init((unsigned)channels, (unsigned long)rate, EBUR128_MODE_I);
+    l->meter_pre = ebur128_init((unsigned)channels, (unsigned long)rate, EBUR128_MODE_I);
+    l->meter_out = ebur128_init((unsigned)channels, (unsigned long)rate, EBUR128_MODE_I);
+    if (!l->meter_in || !l->meter_pre || !l->meter_out) goto oom;
+    if (o->normalize) {
+        l->fifo_cap = (size_t)(o->window_s * rate);
+        if (l->fifo_cap < 1) l->fifo_cap = 1;
+        l->fifo = malloc(l->fifo_cap * (size_t)channels * sizeof(float));
+        if (!l->fifo) goto oom;
+    }
+    for (int p = 0; p < TP_PHASES; p++) {
+        double frac = (double)p / TP_PHASES;
+        for (int t = 0; t < 2 * TP_HALF; t++) {
+            double x = (double)(t - TP_HALF + 1) - frac; /* tap t weighs sample m - TP_HALF + 1 + t */
+            double sinc = fabs(x) < 1e-9 ? 1.0 : sin(M_PI * x) / (M_PI * x);
+            double w = 0.5 + 0.5 * cos(M_PI * x / (TP_HALF + 0.5));
+            l->taps[p][t] = (float)(sinc * w);
+        }
+    }
+    l->ceiling = (float)pow(10.0, (o->ceiling_dbtp - LIMIT_MARGIN_DB) / 20.0);
+    l->lookahead = (int)ceil(LIMIT_LOOKAHEAD_S * rate);
+    if (l->lookahead < 4) l->lookahead = 4;
+    if (l->lookahead > 48) l->lookahead = 48;
+    l->release_gain = 1.0f;
+    l->last_over = INT64_MIN;
+    l->release_step = (float)(1.0 - exp(-1.0 / (LIMIT_RELEASE_S * rate)));
+    for (int i = 0; i < RING; i++) l->greq[i] = l->m1[i] = 1.0f;
+    l->box_sum = l->lookahead + 1;
+    l->st.min_gain_db = INFINITY;
+    l->st.max_gain_db = -INFINITY;
+    return l;
+oom:
+    vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+    vx_enhance_level_free(l);
+    return NULL;
+}
+
+void vx_enhance_level_free(vx_enhance_level *l) {
+    if (!l) return;
+    if (l->meter_in) ebur128_destroy(&l->meter_in);
+    if (l->meter_pre) ebur128_destroy(&l->meter_pre);
+    if (l->meter_out) ebur128_destroy(&l->meter_out);
+    free(l->fifo);
+    free(l);
+}
+
+/* Frames between a sample entering the limiter and leaving it. */
+int vx_enhance_level_delay(const vx_enhance_level *l) { return l->o.limit ? TP_HALF + l->lookahead : 0; }
+
+void vx_enhance_level_measure_input(vx_enhance_level *l, const float *pcm, size_t frames) {
+    ebur128_add_frames_float(l->meter_in, pcm, frames);
+}
+
+static void track_peak(const vx_enhance_level *l, peak_tracker *t, const float *frame);
+
+void vx_enhance_level_measure_output(vx_enhance_level *l, const float *pcm, size_t frames) {
+    ebur128_add_frames_float(l->meter_out, pcm, frames);
+    for (size_t k = 0; k < frames; k++) track_peak(l, &l->post, pcm + k * (size_t)l->channels);
+}
+
+static int flush_out(vx_enhance_level *l, vx_enhance_emit_fn emit, void *user, vx_err *err) {
+    if (l->out_len == 0) return 0;
+    int rc = emit(user, l->out, l->out_len, err);
+    l->out_len = 0;
+    return rc;
+}
+
+static int put_out(vx_enhance_level *l, const float *frame, vx_enhance_emit_fn emit, void *user, vx_err *err) {
+    memcpy(l->out + l->out_len * (size_t)l->channels, frame, (size_t)l->channels * sizeof(float));
+    if (++l->out_len == OUT_CHUNK) return flush_out(l, emit, user, err);
+    return 0;
+}
+
+/* Largest estimated true peak around history position m (all channels). */
+static float true_peak_at(const vx_enhance_level *l, int64_t m) {
+    float peak = 0;
+    for (int c = 0; c < l->channels; c++) {
+        float a = fabsf(l->hist[m & (RING - 1)][c]), b = fabsf(l->hist[(m + 1) & (RING - 1)][c]);
+        peak = fmaxf(peak, a);
+        /* Inter-sample overshoot of band-limited audio stays within a few
+         * dB: only interpolate samples that could reach the ceiling. */
+        if (fmaxf(a, b) < 0.5f * l->ceiling) continue;
+        for (int p = 1; p < TP_PHASES; p++) {
+            float y = 0;
+            for (int t = 0; t < 2 * TP_HALF; t++) y += l->taps[p][t] * l->hist[(m - TP_HALF + 1 + t) & (RING - 1)][c];
+            peak = fmaxf(peak, fabsf(y));
+        }
+    }
+    return peak;
+}
+
+/* One gained frame into the limiter; emits the frame lookahead behind. */
+static int limit_frame(vx_enhance_level *l, const float *frame, vx_enhance_emit_fn emit, void *user, vx_err *err) {
+    if (!l->o.limit) return put_out(l, frame, emit, user, err);
+    int64_t n = l->n_in++;
+    memcpy(l->hist[n & (RING - 1)], frame, (size_t)l->channels * sizeof(float));
+    int64_t m = n - TP_HALF; /* newest position with full interpolation support */
+    if (m < 0) return 0;
+    float tp = true_peak_at(l, m);
+    l->greq[m & (RING - 1)] = tp > l->ceiling ? l->ceiling / tp : 1.0f;
+    if (tp > l->ceiling) l->last_over = m;
+    int la = l->lookahead;
+    int64_t i = m - la; /* m1[i] = min(greq[i..i+la]) is now known */
+    /* The box average for output sample 0 spans m1[-la..0]: those windows
+     * reach into the first samples too, so they are computed (not assumed
+     * to be 1) before anything is emitted. */
+    if (i < -la) return 0;
+    float mn = 1.0f;
+    if (l->last_over >= i) /* only scan windows that hold a reduction */
+        for (int j = 0; j <= la; j++) {
+            float g = l->greq[(i + j) & (RING - 1)];
+            if (g < mn) mn = g;
+        }
+    l->box_sum += mn - l->m1[(i - la - 1) & (RING - 1)];
+    l->m1[i & (RING - 1)] = mn;
+    float b = (float)(l->box_sum / (la + 1));
+    float r = l->release_gain + (1.0f - l->release_gain) * l->release_step;
+    if (b < r) r = b;
+    l->release_gain = r;
+    if (i < 0) return 0;
+    float outf[MAX_CHANNELS];
+    for (int c = 0; c < l->channels; c++) outf[c] = l->hist[i & (RING - 1)][c] * r;
+    if (r < 0.9999f) {
+        l->st.limited_samples++;
+        double red = -20 * log10(r);
+        if (red > l->st.limiter_max_reduction_db) l->st.limiter_max_reduction_db = red;
+    }
+    return put_out(l, outf, emit, user, err);
+}
+
+/* Feeds one frame to a true-peak tracker. Interpolates only around
+ * samples near the running peak: elsewhere the inter-sample value cannot
+ * set a new maximum. */
+static void track_peak(const vx_enhance_level *l, peak_tracker *t, const float *frame) {
+    int slot = (int)(t->n++ % (2 * TP_HALF));
+    memcpy(t->hist[slot], frame, (size_t)l->channels * sizeof(float));
+    if (t->n < 2 * TP_HALF) {
+        for (int c = 0; c < l->channels; c++) t->peak = fmaxf(t->peak, fabsf(frame[c]));
+        return;
+    }
+    /* Interpolate between the two middle samples of the history. */
+    int64_t base = t->n - 2 * TP_HALF;
+    for (int c = 0; c < l->channels; c++) {
+        float a = fabsf(t->hist[(base + TP_HALF - 1) % (2 * TP_HALF)][c]);
+        float b = fabsf(t->hist[(base + TP_HALF) % (2 * TP_HALF)][c]);
+        t->peak = fmaxf(t->peak, fmaxf(a, b));
+        if (fmaxf(a, b) < 0.6f * t->peak) continue;
+        for (int p = 1; p < TP_PHASES; p++) {
+            float y = 0;
+            for (int k = 0; k < 2 * TP_HALF; k++) y += l->taps[p][k] * t->hist[(base + k) % (2 * TP_HALF)][c];
+            t->peak = fmaxf(t->peak, fabsf(y));
+        }
+    }
+}
+
+/* Gain for the audio leaving the FIFO now: the loudness target, lowered
+ * where the peaks seen so far would need more than max_limiting_db of
+ * limiting to stay under the ceiling. */
+static double current_gain_db(vx_enhance_level *l, bool final) {
+    double lufs = -HUGE_VAL;
+    if (ebur128_loudness_global(l->meter_pre, &lufs) != EBUR128_SUCCESS || !isfinite(lufs) || lufs < -70)
+        return l->gain_set ? l->gain_db : 0.0;
+    double g = l->o.target_lufs - lufs;
+    if (l->o.limit && l->pre.peak > 0) {
+        double room = l->o.ceiling_dbtp - LIMIT_MARGIN_DB - 20 * log10(l->pre.peak) + l->o.max_limiting_db;
+        if (g > room) g = room;
+    }
+    if (g > GAIN_MAX_DB) g = GAIN_MAX_DB;
+    if (g < GAIN_MIN_DB) g = GAIN_MIN_DB;
+    return g;
+}
+
+static int release(vx_enhance_level *l, size_t frames, bool final, vx_enhance_emit_fn emit, void *user,
+                   vx_err *err) {
+    double target = current_gain_db(l, final);
+    if (!l->gain_set) {
+        l->gain_db = target;
+        l->gain_set = true;
+    }
+    /* Once audio has left with one gain, later gains move slowly so the
+     * level does not pump. */
+    double max_step = GAIN_SLEW_DB_PER_S / l->rate;
+    float frame[MAX_CHANNELS];
+    float g = (float)pow(10.0, l->gain_db / 20.0);
+    for (size_t k = 0; k < frames; k++) {
+        double d = target - l->gain_db;
+        if (d > max_step) d = max_step;
+        if (d < -max_step) d = -max_step;
+        if (d != 0) {
+            l->gain_db += d;
+            g = (float)pow(10.0, l->gain_db / 20.0);
+        }
+        const float *src = l->fifo + l->fifo_head * (size_t)l->channels;
+        for (int c = 0; c < l->channels; c++) frame[c] = src[c] * g;
+        l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
+        l->fifo_len--;
+        if (limit_frame(l, frame, emit, user, err) != 0) return -1;
+        if (k % 256 == 0) {
+            if (l->gain_db < l->st.min_gain_db) l->st.min_gain_db = l->gain_db;
+            if (l->gain_db > l->st.max_gain_db) l->st.max_gain_db = l->gain_db;
+        }
+    }
+    if (frames > 0) {
+        if (l->gain_db < l->st.min_gain_db) l->st.min_gain_db = l->gain_db;
+        if (l->gain_db > l->st.max_gain_db) l->st.max_gain_db = l->gain_db;
+    }
+    return 0;
+}
+
+int vx_enhance_level_push(vx_enhance_level *l, const float *pcm, size_t frames, vx_enhance_emit_fn emit,
+                          void *user, vx_err *err) {
+    ebur128_add_frames_float(l->meter_pre, pcm, frames);
+    int ch = l->channels;
+    if (l->o.normalize && l->o.limit)
+        for (size_t k = 0; k < frames; k++) track_peak(l, &l->pre, pcm + k * (size_t)ch);
+    if (!l->o.normalize) {
+        for (size_t k = 0; k < frames; k++)
+            if (limit_frame(l, pcm + k * (size_t)ch, emit, user, err) != 0) return -1;
+        return flush_out(l, emit, user, err);
+    }
+    for (size_t k = 0; k < frames; k++) {
+        /* Full: release a slice (not one frame) so the loudness query and
+         * the gain update stay off the per-sample path. */
+        if (l->fifo_len == l->fifo_cap) {
+            size_t slice = (size_t)l->rate / 10;
+            if (slice < 1) slice = 1;
+            if (slice > l->fifo_len) slice = l->fifo_len;
+            if (release(l, slice, false, emit, user, err) != 0) return -1;
+        }
+        size_t tail = (l->fifo_head + l->fifo_len) % l->fifo_cap;
+        memcpy(l->fifo + tail * (size_t)ch, pcm + k * (size_t)ch, (size_t)ch * sizeof(float));
+        l->fifo_len++;
+    }
+    return flush_out(l, emit, user, err);
+}
+
+int vx_enhance_level_flush(vx_enhance_level *l, vx_enhance_emit_fn emit, void *user, vx_err *err) {
+    if (l->o.normalize && release(l, l->fifo_len, true, emit, user, err) != 0) return -1;
+    if (l->o.limit) {
+        float zero[MAX_CHANNELS] = {0};
+        int tail = vx_enhance_level_delay(l);
+        for (int k = 0; k < tail; k++)
+            if (limit_frame(l, zero, emit, user, err) != 0) return -1;
+    }
+    if (flush_out(l, emit, user, err) != 0) return -1;
+    double v;
+    l->st.input_lufs = ebur128_loudness_global(l->meter_in, &v) == EBUR128_SUCCESS ? v : -HUGE_VAL;
+    l->st.pre_gain_lufs = ebur128_loudness_global(l->meter_pre, &v) == EBUR128_SUCCESS ? v : -HUGE_VAL;
+    l->st.output_lufs = ebur128_loudness_global(l->meter_out, &v) == EBUR128_SUCCESS ? v : -HUGE_VAL;
+    /* The last TP_HALF samples only ever had their sample peak counted. */
+    l->st.output_true_peak_dbtp = l->post.peak > 0 ? 20 * log10(l->post.peak) : -HUGE_VAL;
+    l->st.gain_db = l->gain_set ? l->gain_db : 0.0;
+    if (!isfinite(l->st.min_gain_db)) l->st.min_gain_db = l->st.max_gain_db = l->st.gain_db;
+    return 0;
+}
+
+void vx_enhance_level_get_stats(const vx_enhance_level *l, vx_enhance_level_stats *st) { *st = l->st; }
