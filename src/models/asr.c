@@ -178,7 +178,8 @@ static const char *ps_partial(void *decoder) {
 /* "<s>", "</s>", "<sil>", "[NOISE]", "++BREATH++": not words. */
 static bool is_filler(const char *w) { return !w[0] || w[0] == '<' || w[0] == '[' || w[0] == '+'; }
 
-/* "read(2)" -> "read": the suffix only names a pronunciation variant. */
+/* "read(2)" -> "read": the suffix only names a pronunciation variant.
+ * Returns a malloc'd string (NULL when out of memory). */
 static char *clean_word(const char *w) {
     size_t n = strlen(w);
     if (n > 3 && w[n - 1] == ')') {

@@ -111,7 +111,8 @@ typedef struct transcribe_state {
     float frame[HOP];
     int frame_fill;
     int64_t energy_frames;
-    double block_min[ENERGY_BLOCKS];
+    double block_min[ENERGY_BLOCKS]; /* dBFS; 0 (full scale) until filled: no
+                                        prior, the floor is the quietest frame seen */
     /* gate and the open utterance (decoded whole when it ends) */
     int16_t *utt;
     size_t utt_len;

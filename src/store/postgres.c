@@ -2,8 +2,12 @@
  * a per-process pool of libpq connections with named prepared statements,
  * transactions with retry of serialization failures and deadlocks, reconnect
  * after the server went away, migrations under an advisory lock, and the
- * settings hooks. Other hooks live in postgres_*.c. Every hook
- * may be called from any thread; each takes one connection for its duration. */
+ * settings hooks. Other hooks live in postgres_*.c. Every hook may be called
+ * from any thread; each takes one connection for its duration.
+ * URL parameters of voxd's own: pool=1..64 (default 8), schema=NAME (created
+ * if missing, used as search_path), password_file=PATH; any other parameter
+ * (sslmode, ...) and PGPASSWORD / PGPASSFILE are libpq's. Neither the URL nor
+ * the password is ever logged. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -16,7 +20,7 @@
 #include "postgres_int.h"
 #include "schema.h"
 
-#define POOL_DEFAULT 4
+#define POOL_DEFAULT 8
 #define POOL_MAX 64
 #define RETRIES 5
 #define CONNECT_TIMEOUT "5"

@@ -227,7 +227,11 @@ static void *worker_main(void *arg) {
         vx_job job = {0};
         vx_err err = {0};
         int64_t lease_ms = (int64_t)app->cfg->lease_s * 1000;
+        /* Counted busy before the claim: a shutdown that starts while a job is
+         * being claimed must still give that job its grace period. */
+        atomic_fetch_add(&app->workers_busy, 1);
         if (app->store->ops->job_claim(app->store, s->name, vx_now_ms(), lease_ms, &job, &err) != 0) {
+            atomic_fetch_sub(&app->workers_busy, 1);
             if (err.status != VX_E_NOT_FOUND) vx_warn("worker %s: claim failed: %s", s->name, err.message);
             nap(w, idle_ms);
             idle_ms = idle_ms < 1000 ? idle_ms * 2 : 1000;
@@ -246,7 +250,6 @@ static void *worker_main(void *arg) {
         s->gate = (vx_progress_gate){0};
         pthread_mutex_unlock(&s->mu);
         vx_events_job_changed(app, &job);
-        atomic_fetch_add(&app->workers_busy, 1);
         vx_info("worker %s: job %s attempt %d (%s)", s->name, job.id, job.attempts, job.model);
         run_job(s, &job);
         atomic_fetch_sub(&app->workers_busy, 1);

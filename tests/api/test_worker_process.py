@@ -28,7 +28,7 @@ class Worker:
         self.data_dir = str(data_dir)
         base = api_srv.data_dir.rstrip("/")
         self.cmd = [voxd_bin(), "worker", "--db", "sqlite://%s/voxd.db" % base, "--blob",
-                    "file://%s/blobs" % base, "--data", self.data_dir] + list(flags)
+                    "file://%s/blobs" % base, "--data", self.data_dir] + api_srv.extra_flags() + list(flags)
         self.log_path = self.data_dir.rstrip("/") + ".log"
         self.proc = None
 

@@ -575,6 +575,49 @@ static void test_concurrent_submits_beyond_credit_accept_exactly_what_fits(void)
     teardown();
 }
 
+#define SAME_KEY 8
+
+typedef struct keyed { int seq, rc; vx_status status; char existing_id[VX_ID_SIZE]; } keyed;
+
+static void *keyed_submitter(void *arg) {
+    keyed *k = arg;
+    vx_err err;
+    vx_job j = make_job(k->seq, PRICE, "same-key"), existing = {0};
+    k->rc = st->ops->job_submit(st, &j, &existing, &err);
+    k->status = k->rc ? err.status : VX_OK;
+    snprintf(k->existing_id, sizeof k->existing_id, "%s", existing.id);
+    vx_job_clear(&existing);
+    return NULL;
+}
+
+/* Racing retries of one request: one job and one hold, every other submit
+ * sees that job as the existing one. */
+static void test_concurrent_submits_with_one_idempotency_key_create_one_job(void) {
+    REQUIRE(setup(SAME_KEY * PRICE) == 0);
+    keyed k[SAME_KEY];
+    pthread_t t[SAME_KEY];
+    for (int i = 0; i < SAME_KEY; i++) {
+        k[i] = (keyed){.seq = i + 1};
+        pthread_create(&t[i], NULL, keyed_submitter, &k[i]);
+    }
+    for (int i = 0; i < SAME_KEY; i++) pthread_join(t[i], NULL);
+    int ok = 0, winner = -1;
+    for (int i = 0; i < SAME_KEY; i++)
+        if (k[i].rc == 0) ok++, winner = k[i].seq;
+    REQUIRE(ok == 1);
+    char winner_id[VX_ID_SIZE];
+    snprintf(winner_id, sizeof winner_id, "job_%026d", winner);
+    for (int i = 0; i < SAME_KEY; i++) {
+        if (k[i].rc == 0) continue;
+        CHECK_EQ_INT(k[i].status, VX_E_CONFLICT);
+        CHECK_EQ_STR(k[i].existing_id, winner_id);
+    }
+    vx_balance b = balance();
+    CHECK_EQ_INT(b.held, PRICE);
+    CHECK(audit_ok());
+    teardown();
+}
+
 TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_submit_beyond_balance_is_refused_without_a_job_row),
           TEST_ENTRY(test_reused_idempotency_key_conflicts_and_returns_the_existing_job),
@@ -587,4 +630,5 @@ TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_release_returns_the_job_without_counting_the_attempt),
           TEST_ENTRY(test_claim_takes_the_oldest_ready_job_and_lists_filter_and_page),
           TEST_ENTRY(test_eight_threads_claim_two_hundred_jobs_each_exactly_once),
-          TEST_ENTRY(test_concurrent_submits_beyond_credit_accept_exactly_what_fits))
+          TEST_ENTRY(test_concurrent_submits_beyond_credit_accept_exactly_what_fits),
+          TEST_ENTRY(test_concurrent_submits_with_one_idempotency_key_create_one_job))
