@@ -19,6 +19,7 @@
 #include "core/events.h"
 #include "core/accounts.h"
 #include "http/http.h"
+#include "models/asr.h"
 #include "models/model.h"
 #include "util/config.h"
 #include "util/credits.h"
@@ -136,9 +137,25 @@ typedef struct backends {
     vx_events *events;
 } backends;
 
+/* The speech engine's shared model is loaded on first use; its pool bound
+ * and model come from the configuration. */
+static int configure_asr(const vx_config *cfg) {
+    vx_asr_options opt;
+    vx_err err = {0};
+    vx_asr_options_default(&opt);
+    opt.max_decoders = cfg->asr_decoders;
+    if (cfg->asr_model_dir[0]) opt.model_dir = cfg->asr_model_dir;
+    if (vx_asr_shared_configure(&opt, &err) != 0) {
+        fprintf(stderr, "voxd: speech engine: %s\n", err.message);
+        return -1;
+    }
+    return 0;
+}
+
 static int open_backends(vx_app *app, backends *be) {
     vx_err err = {0};
     const vx_config *cfg = app->cfg;
+    if (configure_asr(cfg) != 0) return -1;
     app->store = vx_store_open(cfg->db_url, &err);
     if (!app->store) {
         fprintf(stderr, "voxd: cannot open the store: %s\n", err.message);
@@ -158,6 +175,7 @@ static int open_backends(vx_app *app, backends *be) {
 }
 
 static void close_backends(vx_app *app, backends *be) {
+    vx_asr_shared_free();
     vx_events_detach(app);
     vx_events_free(be->events);
     vx_bus_close(be->bus);
@@ -390,6 +408,30 @@ static void print_models(FILE *out) {
     }
 }
 
+/* The result document, or for a text-rendering model (transcribe) the
+ * format its params ask for (format=text, srt, ...), as the API would. */
+static int print_result(const vx_model *m, const json_t *params, const json_t *result) {
+    const char *format = json_string_value(json_object_get(params, "format"));
+    if (m->render && result && format && strcmp(format, "json") != 0) {
+        char *out = NULL;
+        size_t len = 0;
+        const char *type = NULL;
+        vx_err err = {0};
+        if (m->render(result, format, &out, &len, &type, &err) != 0) {
+            fprintf(stderr, "voxd run: %s\n", err.message);
+            return 1;
+        }
+        fwrite(out, 1, len, stdout);
+        if (len && out[len - 1] != '\n') putchar('\n');
+        free(out);
+        return 0;
+    }
+    char *text = result ? json_dumps(result, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
+    printf("%s\n", text ? text : "{}");
+    free(text);
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv) {
     const char *pos[3] = {0};
     int npos = 0;
@@ -459,12 +501,10 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "voxd run: %s (%s)\n", err.message, err.code);
         rc = 1;
     } else {
-        char *text = res.result ? json_dumps(res.result, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
-        printf("%s\n", text ? text : "{}");
-        free(text);
-        rc = 0;
+        rc = print_result(m, params, res.result);
     }
     vx_pipeline_result_clear(&res);
+    vx_asr_shared_free();
     json_decref(params);
 out:
     json_decref(given);

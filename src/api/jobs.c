@@ -336,11 +336,28 @@ static void render_result(vx_request *req, const vx_job *job, const char *format
     json_decref(doc);
 }
 
+/* A text-rendering model (transcribe: format=srt) answers in the format the
+ * job asked for unless the request names another. */
+static void default_format(const vx_job *job, char *out, size_t cap) {
+    out[0] = '\0';
+    const vx_model *m = vx_catalog_find(job->model);
+    if (!m || !m->render || !job->params_json) return;
+    json_t *params = json_loads(job->params_json, 0, NULL);
+    const char *f = json_string_value(json_object_get(params, "format"));
+    if (f && strcmp(f, "json") != 0) snprintf(out, cap, "%s", f);
+    json_decref(params);
+}
+
 void vx_api_job_result(vx_request *req) {
     const char *format = vx_req_query(req, "format");
     vx_principal who;
     vx_job job = {0};
     if (visible_job(req, &who, &job) != 0) return;
+    char asked[32];
+    if (!format) {
+        default_format(&job, asked, sizeof asked);
+        if (asked[0]) format = asked;
+    }
     if (job.status != VX_JOB_SUCCEEDED) {
         vx_respond_errorf(req, VX_E_CONFLICT, "result_not_ready", "the job is %s; a result exists once it succeeded",
                           vx_job_status_name(job.status));

@@ -25,6 +25,8 @@ typedef struct vx_config {
     char metrics_listen[256];  /* --metrics-listen HOST:PORT, `voxd worker`'s /healthz + /metrics, default none */
     int http_threads;          /* --http-threads, default 4 */
     int workers;               /* --workers, worker threads, default 2 */
+    int asr_decoders;          /* --asr-decoders, speech decoders kept per process, default 4 */
+    char asr_model_dir[VX_PATH_SIZE]; /* --asr-model-dir, "" = the engine's default model */
     int request_timeout_s;     /* --request-timeout, idle connection timeout, default 60 */
     int64_t max_body_bytes;    /* --max-body, JSON request bodies, default 1 MiB */
     int max_connections;       /* --max-connections, default 1024 */

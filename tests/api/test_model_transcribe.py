@@ -120,8 +120,8 @@ def test_speech_job_cycle_and_every_rendering(server, admin, user, speech):
 
     full = J(u.api.get(base, params={"format": "json"}))
     assert full["segments"] == doc["segments"]
-    plain = J(u.api.get(base))
-    assert plain["text"] == doc["text"]
+    default = u.api.get(base)  # the job asked for srt: that is the default rendering
+    assert default.status_code == 200 and default.text == srt.text
 
     assert_error(u.api.get(base, params={"format": "docx"}), 400, "invalid_format")
 
@@ -144,3 +144,14 @@ def test_words_false_and_bad_params(server, user, speech):
     assert "words" not in done["result"] and len(done["result"]["segments"]) == 3
     vtt = u.api.get("/v1/jobs/%s/result" % job["id"], params={"format": "vtt"})
     assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT") and "-->" in vtt.text
+
+
+def test_the_format_param_is_the_default_rendering_of_the_result(server, user, speech):
+    u = user()
+    job = J(submit(u.api, speech, model="transcribe", params={"format": "srt"}, filename="speech.mp3"))
+    done = wait_job(u.api, job["id"], timeout=180)
+    assert done["status"] == "succeeded", done
+    r = u.api.get("/v1/jobs/%s/result" % job["id"])
+    assert r.status_code == 200 and re.search(SRT_TIME + " --> " + SRT_TIME, r.text), r.text[:300]
+    doc = expect(u.api.get("/v1/jobs/%s/result" % job["id"], params={"format": "json"}), 200)
+    assert doc["text"] and doc["segments"]

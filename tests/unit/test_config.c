@@ -339,7 +339,7 @@ static void test_help_lists_every_flag_with_its_variable_and_default(void) {
     f = open_memstream(&text, &len);
     vx_config_print_help(f);
     fclose(f);
-    CHECK_EQ_INT(flags, 32);
+    CHECK_EQ_INT(flags, 34);
     CHECK(strstr(text, "VOXD_ADMIN_PASSWORD") != NULL);
     CHECK(strstr(text, "127.0.0.1:8080") != NULL);
     CHECK(strstr(text, "--max-upload BYTES") && strstr(text, "256M"));
