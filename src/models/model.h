@@ -78,6 +78,14 @@ extern const vx_model vx_model_segment;    /* segment.c: speech segments (json/c
 extern const vx_model vx_model_analyze;    /* analyze.c: per-chunk speech, loudness, peaks, SNR, quality */
 extern const vx_model vx_model_enhance;    /* enhance.c: speech enhancement (denoise, dehum, loudness) */
 
+/* Plans the audio file a model writes from its `format` (wav|flac|opus|mp3),
+ * `sample_rate` (0 = keep the input's, raised to at least min_kept_rate;
+ * Opus/MP3 pick a rate they carry) and `channels` (0 = keep; MP3 at most 2)
+ * params: fills in_* and out_* alike (the decoder resamples). 422
+ * "param_out_of_range" / "unsupported_sample_rate" / "invalid_audio". */
+int vx_model_plan_audio_output(const json_t *params, const vx_audio_info *input, int min_kept_rate,
+                               vx_model_plan *plan, vx_err *err);
+
 /* ---- catalog ---- */
 const vx_model *vx_catalog_find(const char *name);
 const vx_model *const *vx_catalog_all(size_t *n);
