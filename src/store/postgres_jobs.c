@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "store_int.h"
 #include "../util/clock.h"
 #include "../util/log.h"
 #include "postgres_int.h"
@@ -93,13 +94,8 @@ static int job_load(vx_pg_conn *c, const char *id, bool lock, vx_job *out, vx_er
 /* Capture (charged of held) or release of a job's hold: ref "settle:<id>". */
 static int settle(vx_pg_conn *c, const char *user_id, const char *job_id, vx_ledger_kind kind, int64_t held,
                   int64_t charged, int64_t now, vx_err *err) {
-    vx_ledger_entry e = {.kind = kind, .held_delta = -held, .created_at = now,
-                         .amount = kind == VX_LEDGER_CAPTURE ? held - charged : held,
-                         .charged = kind == VX_LEDGER_CAPTURE ? charged : 0};
-    vx_id_new(e.id, "led");
-    snprintf(e.user_id, sizeof e.user_id, "%s", user_id);
-    snprintf(e.job_id, sizeof e.job_id, "%s", job_id);
-    snprintf(e.ref, sizeof e.ref, "settle:%s", job_id);
+    vx_ledger_entry e;
+    vx_store_settle_entry(&e, user_id, job_id, kind, held, charged, now);
     bool replayed;
     vx_balance b;
     if (vx_pg_ledger_post(c, &e, &replayed, &b, err) != 0) return -1;
@@ -107,26 +103,6 @@ static int settle(vx_pg_conn *c, const char *user_id, const char *job_id, vx_led
     return 0;
 }
 
-/* Returns `existing` (a JSON array text or NULL) with one more error object,
- * as a new malloc'd string; NULL when out of memory. */
-static char *errors_append(const char *existing, int attempt, const char *code, const char *message,
-                           int64_t now) {
-    json_t *arr = existing ? json_loads(existing, 0, NULL) : NULL;
-    if (arr && !json_is_array(arr)) {
-        json_decref(arr);
-        arr = NULL;
-    }
-    if (!arr && existing) vx_warn("store: a job's error history was unreadable and restarts");
-    if (!arr && !(arr = json_array())) return NULL;
-    char at[VX_TIME_SIZE];
-    vx_time_format(now, at);
-    json_t *o = json_pack("{s:i, s:s, s:s, s:s}", "attempt", attempt, "code", code ? code : "error",
-                          "message", message ? message : "", "at", at);
-    char *text = NULL;
-    if (o && json_array_append_new(arr, o) == 0) text = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    return text;
-}
 
 /* Final state for a running or queued job, with the release of its hold. */
 static int finalize_release(vx_pg_conn *c, const char *id, const char *user_id, int64_t held,
@@ -471,7 +447,7 @@ static int fail_body(vx_pg_conn *c, void *arg, vx_err *err) {
     char *errors = NULL;
     int rc = lease_check(c, a->id, a->worker, a->attempt, &l, err);
     if (rc != 0) return -1;
-    if (!(errors = errors_append(l.error_json, a->attempt, a->code, a->message, a->now))) {
+    if (!(errors = vx_store_errors_append(l.error_json, a->attempt, a->code, a->message, a->now))) {
         rc = vx_pg_oom(err);
         goto out;
     }
@@ -550,7 +526,7 @@ static int reap_body(vx_pg_conn *c, void *arg, vx_err *err) {
         int64_t held = vx_pg_col_i64(r, i, 2);
         int attempts = (int)vx_pg_col_i64(r, i, 3), max_attempts = (int)vx_pg_col_i64(r, i, 4);
         bool cancel = vx_pg_col_i64(r, i, 5) != 0;
-        char *errors = errors_append(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), attempts,
+        char *errors = vx_store_errors_append(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), attempts,
                                      "lease_expired", "the worker stopped before finishing the job", a->now);
         if (!errors) {
             rc = vx_pg_oom(err);

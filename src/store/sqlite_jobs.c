@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "store_int.h"
 #include "../util/clock.h"
 #include "../util/log.h"
 #include "sqlite_int.h"
@@ -108,13 +109,8 @@ static int job_load(vx_sqlite_conn *c, const char *id, vx_job *out, vx_err *err)
 /* Capture (charged of held) or release of a job's hold: ref "settle:<id>". */
 static int settle(vx_sqlite_conn *c, const char *user_id, const char *job_id, vx_ledger_kind kind,
                   int64_t held, int64_t charged, int64_t now, vx_err *err) {
-    vx_ledger_entry e = {.kind = kind, .held_delta = -held, .created_at = now,
-                         .amount = kind == VX_LEDGER_CAPTURE ? held - charged : held,
-                         .charged = kind == VX_LEDGER_CAPTURE ? charged : 0};
-    vx_id_new(e.id, "led");
-    snprintf(e.user_id, sizeof e.user_id, "%s", user_id);
-    snprintf(e.job_id, sizeof e.job_id, "%s", job_id);
-    snprintf(e.ref, sizeof e.ref, "settle:%s", job_id);
+    vx_ledger_entry e;
+    vx_store_settle_entry(&e, user_id, job_id, kind, held, charged, now);
     bool replayed;
     vx_balance b;
     if (vx_sqlite_ledger_post(c, &e, &replayed, &b, err) != 0) return -1;
@@ -122,26 +118,6 @@ static int settle(vx_sqlite_conn *c, const char *user_id, const char *job_id, vx
     return 0;
 }
 
-/* Returns `existing` (a JSON array text or NULL) with one more error object,
- * as a new malloc'd string; NULL when out of memory. */
-static char *errors_append(const char *existing, int attempt, const char *code, const char *message,
-                           int64_t now) {
-    json_t *arr = existing ? json_loads(existing, 0, NULL) : NULL;
-    if (arr && !json_is_array(arr)) {
-        json_decref(arr);
-        arr = NULL;
-    }
-    if (!arr && existing) vx_warn("store: a job's error history was unreadable and restarts");
-    if (!arr && !(arr = json_array())) return NULL;
-    char at[VX_TIME_SIZE];
-    vx_time_format(now, at);
-    json_t *o = json_pack("{s:i, s:s, s:s, s:s}", "attempt", attempt, "code", code ? code : "error",
-                          "message", message ? message : "", "at", at);
-    char *text = NULL;
-    if (o && json_array_append_new(arr, o) == 0) text = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    return text;
-}
 
 static int step_done(vx_sqlite_conn *c, sqlite3_stmt *s, vx_err *err) {
     int r = sqlite3_step(s);
@@ -492,7 +468,7 @@ int vx_sqlite_job_fail(vx_store *st, const char *id, const char *worker, int att
     if (rc != 0) goto out;
     if ((rc = lease_check(c, id, worker, attempt, &l, err)) != 0) goto out;
     rc = -1;
-    if (!(errors = errors_append(l.error_json, attempt, code, message, now))) {
+    if (!(errors = vx_store_errors_append(l.error_json, attempt, code, message, now))) {
         vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
         goto out;
     }
@@ -618,7 +594,7 @@ int vx_sqlite_job_reap(vx_store *st, int64_t now, const char *owner_prefix, int6
     if ((rc = reap_collect(c, now, owner_prefix, &items, &n, err)) != 0) goto out;
     for (size_t i = 0; i < n && rc == 0; i++) {
         reap_item *it = &items[i];
-        char *errors = errors_append(it->error_json, it->attempts, "lease_expired",
+        char *errors = vx_store_errors_append(it->error_json, it->attempts, "lease_expired",
                                      "the worker stopped before finishing the job", now);
         if (!errors) {
             rc = vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");

@@ -2,8 +2,14 @@
  * backend-neutral helpers of store.h (names of enums, freeing job records).
  * Stateless: callable from any thread. */
 #include "store.h"
+#include "store_int.h"
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
+#include <stdio.h>
+#include "../util/clock.h"
+#include "../util/ids.h"
+#include "../util/log.h"
 #include "postgres_int.h"
 #include "sqlite_int.h"
 
@@ -76,4 +82,34 @@ vx_store *vx_store_open(const char *url, vx_err *err) {
 
 void vx_store_close(vx_store *st) {
     if (st) st->ops->close(st);
+}
+
+void vx_store_settle_entry(vx_ledger_entry *e, const char *user_id, const char *job_id, vx_ledger_kind kind,
+                           int64_t held, int64_t charged, int64_t now) {
+    *e = (vx_ledger_entry){.kind = kind, .held_delta = -held, .created_at = now,
+                           .amount = kind == VX_LEDGER_CAPTURE ? held - charged : held,
+                           .charged = kind == VX_LEDGER_CAPTURE ? charged : 0};
+    vx_id_new(e->id, "led");
+    snprintf(e->user_id, sizeof e->user_id, "%s", user_id);
+    snprintf(e->job_id, sizeof e->job_id, "%s", job_id);
+    snprintf(e->ref, sizeof e->ref, "settle:%s", job_id);
+}
+
+char *vx_store_errors_append(const char *existing, int attempt, const char *code, const char *message,
+                             int64_t now) {
+    json_t *arr = existing ? json_loads(existing, 0, NULL) : NULL;
+    if (arr && !json_is_array(arr)) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    if (!arr && existing) vx_warn("store: a job's error history was unreadable and restarts");
+    if (!arr && !(arr = json_array())) return NULL;
+    char at[VX_TIME_SIZE];
+    vx_time_format(now, at);
+    json_t *o = json_pack("{s:i, s:s, s:s, s:s}", "attempt", attempt, "code", code ? code : "error",
+                          "message", message ? message : "", "at", at);
+    char *text = NULL;
+    if (o && json_array_append_new(arr, o) == 0) text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    return text;
 }
