@@ -20,46 +20,25 @@
 typedef struct upload_state {
     vx_principal who;
     const char *idempotency_key;   /* borrowed from the request headers */
-    int fd;                        /* spool file, -1 until the file part starts */
-    char spool[VX_PATH_SIZE + 64];
-    char filename[256];
-    char content_type[96];
-    bool have_file;
-    int64_t bytes;
-    vx_sha256 hash;
+    vx_api_spool spool;
     char *model, *params, *webhook_url;   /* text fields, malloc'd */
     size_t model_len, params_len, webhook_len;
 } upload_state;
 
 static void upload_free(void *p) {
     upload_state *u = p;
-    if (u->fd >= 0) close(u->fd);
-    if (u->spool[0]) unlink(u->spool);
+    vx_api_spool_clear(&u->spool);
     free(u->model);
     free(u->params);
     free(u->webhook_url);
     free(u);
 }
 
-int vx_api_job_upload_begin(vx_request *req, vx_err *err) {
+int vx_api_upload_admit(vx_request *req, vx_principal *who, vx_err *err) {
     vx_app *app = vx_req_app(req);
-    upload_state *u = calloc(1, sizeof *u);
-    if (!u) return vx_err_set(err, VX_E_INTERNAL, "internal", "out of memory");
-    u->fd = -1;
-    vx_req_set_data(req, u, upload_free);
-    if (vx_accounts_authenticate(app, vx_req_header(req, "Authorization"), vx_req_header(req, "X-API-Key"),
-                                 &u->who, err) != 0)
+    if (vx_accounts_authenticate(app, vx_req_header(req, "Authorization"), vx_req_header(req, "X-API-Key"), who,
+                                 err) != 0)
         return -1;
-    const char *k = vx_req_header(req, "Idempotency-Key");
-    if (k) {
-        size_t len = strlen(k);
-        bool ok = len >= 1 && len <= 255;
-        for (size_t i = 0; ok && i < len; i++) ok = k[i] > 0x20 && k[i] < 0x7f;
-        if (!ok)
-            return vx_err_set(err, VX_E_INVALID, "invalid_idempotency_key",
-                              "Idempotency-Key must be 1-255 printable characters without spaces");
-        u->idempotency_key = k;
-    }
     const char *cl = vx_req_header(req, "Content-Length");
     if (cl) {
         long long n = strtoll(cl, NULL, 10);
@@ -71,7 +50,26 @@ int vx_api_job_upload_begin(vx_request *req, vx_err *err) {
     return 0;
 }
 
-static int append_field(char **dst, size_t *len, const vx_upload_chunk *c, vx_err *err) {
+int vx_api_job_upload_begin(vx_request *req, vx_err *err) {
+    upload_state *u = calloc(1, sizeof *u);
+    if (!u) return vx_err_set(err, VX_E_INTERNAL, "internal", "out of memory");
+    vx_api_spool_init(&u->spool);
+    vx_req_set_data(req, u, upload_free);
+    if (vx_api_upload_admit(req, &u->who, err) != 0) return -1;
+    const char *k = vx_req_header(req, "Idempotency-Key");
+    if (k) {
+        size_t len = strlen(k);
+        bool ok = len >= 1 && len <= 255;
+        for (size_t i = 0; ok && i < len; i++) ok = k[i] > 0x20 && k[i] < 0x7f;
+        if (!ok)
+            return vx_err_set(err, VX_E_INVALID, "invalid_idempotency_key",
+                              "Idempotency-Key must be 1-255 printable characters without spaces");
+        u->idempotency_key = k;
+    }
+    return 0;
+}
+
+int vx_api_field_append(char **dst, size_t *len, const vx_upload_chunk *c, vx_err *err) {
     if (*len + c->size > FIELD_MAX)
         return vx_err_set(err, VX_E_TOO_LARGE, "field_too_large", "form field '%s' is over 64 KiB", c->name);
     char *p = realloc(*dst, *len + c->size + 1);
@@ -83,55 +81,84 @@ static int append_field(char **dst, size_t *len, const vx_upload_chunk *c, vx_er
     return 0;
 }
 
+void vx_api_spool_init(vx_api_spool *s) {
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+}
+
+void vx_api_spool_clear(vx_api_spool *s) {
+    if (s->fd >= 0) close(s->fd);
+    if (s->path[0]) unlink(s->path);
+    s->fd = -1;
+    s->path[0] = '\0';
+}
+
+int vx_api_spool_part(vx_app *app, vx_api_spool *s, const vx_upload_chunk *c, vx_err *err) {
+    if (c->offset == 0) {
+        if (s->have_file) return vx_err_set(err, VX_E_INVALID, "invalid_request", "send exactly one 'file' part");
+        if (!c->filename || !vx_jobs_filename_valid(c->filename))
+            return vx_err_set(err, VX_E_INVALID, "invalid_filename",
+                              "the file name must be a plain name without paths or control characters");
+        s->have_file = true;
+        snprintf(s->filename, sizeof s->filename, "%s", c->filename);
+        snprintf(s->content_type, sizeof s->content_type, "%s", c->content_type ? c->content_type : "");
+        snprintf(s->path, sizeof s->path, "%s/upload-XXXXXX", app->tmp_dir);
+        s->fd = mkostemp(s->path, O_CLOEXEC);
+        if (s->fd < 0) {
+            s->path[0] = '\0';
+            vx_error("cannot create an upload spool file: %s", strerror(errno));
+            return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+        }
+        vx_sha256_init(&s->hash);
+    }
+    if (s->fd < 0) return vx_err_set(err, VX_E_INVALID, "invalid_multipart", "unexpected file data");
+    s->bytes += (int64_t)c->size;
+    if (s->bytes > app->cfg->max_upload_bytes)
+        return vx_err_set(err, VX_E_TOO_LARGE, "upload_too_large", "the upload exceeds the limit of %lld bytes",
+                          (long long)app->cfg->max_upload_bytes);
+    vx_sha256_update(&s->hash, c->data, c->size);
+    for (size_t off = 0; off < c->size;) {
+        ssize_t w = write(s->fd, c->data + off, c->size - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            vx_error("writing an upload spool file failed: %s", strerror(errno));
+            return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+int vx_api_spool_finish(vx_api_spool *s, vx_job_submission *sub, vx_err *err) {
+    if (!s->have_file) return vx_err_set(err, VX_E_INVALID, "missing_file", "the 'file' part is required");
+    if (s->bytes == 0) return vx_err_set(err, VX_E_UNPROCESSABLE, "empty_file", "the uploaded file is empty");
+    int rc = fsync(s->fd) != 0 ? -1 : 0;
+    if (close(s->fd) != 0) rc = -1;
+    s->fd = -1;
+    if (rc != 0) return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+    vx_sha256_final_hex(&s->hash, s->digest);
+    sub->spool_path = s->path;
+    sub->filename = s->filename;
+    sub->content_type = s->content_type;
+    sub->bytes = s->bytes;
+    sub->upload_sha256 = s->digest;
+    return 0;
+}
+
 int vx_api_job_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err *err) {
     upload_state *u = vx_req_data(req);
-    vx_app *app = vx_req_app(req);
-    if (strcmp(c->name, "file") == 0) {
-        if (c->offset == 0) {
-            if (u->have_file)
-                return vx_err_set(err, VX_E_INVALID, "invalid_request", "send exactly one 'file' part");
-            if (!c->filename || !vx_jobs_filename_valid(c->filename))
-                return vx_err_set(err, VX_E_INVALID, "invalid_filename",
-                                  "the file name must be a plain name without paths or control characters");
-            u->have_file = true;
-            snprintf(u->filename, sizeof u->filename, "%s", c->filename);
-            snprintf(u->content_type, sizeof u->content_type, "%s", c->content_type ? c->content_type : "");
-            snprintf(u->spool, sizeof u->spool, "%s/upload-XXXXXX", app->tmp_dir);
-            u->fd = mkostemp(u->spool, O_CLOEXEC);
-            if (u->fd < 0) {
-                u->spool[0] = '\0';
-                vx_error("cannot create an upload spool file: %s", strerror(errno));
-                return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
-            }
-            vx_sha256_init(&u->hash);
-        }
-        if (u->fd < 0) return vx_err_set(err, VX_E_INVALID, "invalid_multipart", "unexpected file data");
-        u->bytes += (int64_t)c->size;
-        if (u->bytes > app->cfg->max_upload_bytes)
-            return vx_err_set(err, VX_E_TOO_LARGE, "upload_too_large", "the upload exceeds the limit of %lld bytes",
-                              (long long)app->cfg->max_upload_bytes);
-        vx_sha256_update(&u->hash, c->data, c->size);
-        for (size_t off = 0; off < c->size;) {
-            ssize_t w = write(u->fd, c->data + off, c->size - off);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                vx_error("writing an upload spool file failed: %s", strerror(errno));
-                return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
-            }
-            off += (size_t)w;
-        }
-        return 0;
-    }
-    if (strcmp(c->name, "model") == 0) return append_field(&u->model, &u->model_len, c, err);
-    if (strcmp(c->name, "params") == 0) return append_field(&u->params, &u->params_len, c, err);
-    if (strcmp(c->name, "webhook_url") == 0) return append_field(&u->webhook_url, &u->webhook_len, c, err);
+    if (strcmp(c->name, "file") == 0) return vx_api_spool_part(vx_req_app(req), &u->spool, c, err);
+    if (strcmp(c->name, "model") == 0) return vx_api_field_append(&u->model, &u->model_len, c, err);
+    if (strcmp(c->name, "params") == 0) return vx_api_field_append(&u->params, &u->params_len, c, err);
+    if (strcmp(c->name, "webhook_url") == 0) return vx_api_field_append(&u->webhook_url, &u->webhook_len, c, err);
     return 0; /* other fields are ignored, as form posts often carry extras */
 }
 
 void vx_api_job_submit(vx_request *req) {
     upload_state *u = vx_req_data(req);
     vx_app *app = vx_req_app(req);
-    if (!u->have_file) {
+    vx_err err = {0};
+    if (!u->spool.have_file) {
         vx_respond_errorf(req, VX_E_INVALID, "missing_file", "the 'file' part is required");
         return;
     }
@@ -139,28 +166,18 @@ void vx_api_job_submit(vx_request *req) {
         vx_respond_errorf(req, VX_E_INVALID, "missing_model", "the 'model' field is required");
         return;
     }
-    if (u->bytes == 0) {
-        vx_respond_errorf(req, VX_E_UNPROCESSABLE, "empty_file", "the uploaded file is empty");
-        return;
-    }
-    if (fsync(u->fd) != 0 || close(u->fd) != 0) {
-        u->fd = -1;
-        vx_respond_errorf(req, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
-        return;
-    }
-    u->fd = -1;
-    char digest[VX_SHA256_HEX_SIZE];
-    vx_sha256_final_hex(&u->hash, digest);
     vx_job_submission s = {
-        .model = u->model, .params_text = u->params, .webhook_url = u->webhook_url, .spool_path = u->spool,
-        .filename = u->filename, .content_type = u->content_type, .bytes = u->bytes, .upload_sha256 = digest,
+        .model = u->model, .params_text = u->params, .webhook_url = u->webhook_url,
         .idempotency_key = u->idempotency_key,
     };
+    if (vx_api_spool_finish(&u->spool, &s, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
     vx_job job = {0};
     bool replayed = false;
-    vx_err err = {0};
     int rc = vx_jobs_submit(app, &u->who, &s, &job, &replayed, &err);
-    u->spool[0] = '\0'; /* consumed by vx_jobs_submit either way */
+    u->spool.path[0] = '\0'; /* consumed by vx_jobs_submit either way */
     if (rc != 0) {
         vx_respond_error(req, &err);
         return;

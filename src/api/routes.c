@@ -51,6 +51,10 @@ static const vx_route routes[] = {
     GET("/v1/admin/users/{id}/audit", vx_api_admin_audit),
     PUT("/v1/admin/models/{name}/price", vx_api_admin_price),
     GET("/v1/admin/jobs", vx_api_admin_jobs),
+
+    {.method = "POST", .pattern = "/v1/audio/transcriptions", .body = VX_BODY_UPLOAD,
+     .begin = vx_api_openai_upload_begin, .upload_part = vx_api_openai_upload_part,
+     .handle = vx_api_openai_transcribe, .error_body = vx_api_openai_error_body},
 };
 
 const vx_route *vx_api_routes(size_t *n) {

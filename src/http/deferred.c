@@ -1,7 +1,10 @@
 /* deferred.c - answers given later by another thread: the request's
  * connection is suspended in MHD (no CPU, no timeout) until the answer
  * arrives, the client hangs up (the stream thread watches the socket for
- * EPOLLRDHUP) or the server stops (503). Handle calls: any thread;
+ * EPOLLRDHUP) or the server stops (503). With vx_deferred_on_ready the wait
+ * is bounded by a stream-thread timer, and a wake or the timeout resumes the
+ * connection so that the answer is made on an MHD thread (which may block),
+ * not on the stream thread. Handle calls: any thread;
  * vx_deferred_on_access / _on_request_done: the request's MHD thread;
  * the item ops: the stream thread. */
 #include <pthread.h>
@@ -28,6 +31,12 @@ struct vx_deferred {
     bool suspended;                /* the connection is suspended by us */
     bool done;                     /* the request is over */
     atomic_bool gone;              /* the client left (or the server stopped) before an answer */
+    /* vx_deferred_on_ready */
+    void (*ready)(vx_deferred *d, vx_deferred_why why, void *user);
+    void *ready_user;
+    int timeout_ms;
+    bool deadline_set;             /* the timer is armed (stream thread) */
+    bool woken, timed_out, ready_ran;
 };
 
 static vx_deferred *of(vx_stream_item *it) { return (vx_deferred *)(void *)it; }
@@ -79,6 +88,7 @@ static void resume_unlock(vx_deferred *d) {
     struct MHD_Connection *conn = d->conn;
     d->suspended = false;
     vx_stream_watch(&d->item, -1, 0);
+    vx_stream_set_deadline(&d->item, 0);
     pthread_mutex_unlock(&d->mu);
     atomic_fetch_sub(&d->srv->suspended, 1);
     MHD_resume_connection(conn);
@@ -108,9 +118,13 @@ static void d_step(vx_deferred *d) {
     }
     vx_stream_register(&d->item);
     if (vx_stream_phase(d->item.stream) >= 1) answer_stopping(d);
-    if (d->answered || atomic_load(&d->gone)) {
+    if (d->answered || atomic_load(&d->gone) || d->woken || d->timed_out) {
         resume_unlock(d);
         return;
+    }
+    if (d->ready && d->timeout_ms > 0 && !d->deadline_set) {
+        d->deadline_set = true;
+        vx_stream_set_deadline(&d->item, vx_stream_now_ns() + (uint64_t)d->timeout_ms * 1000000u);
     }
     if (!d->item.in_epoll && vx_stream_watch(&d->item, d->fd, EPOLLRDHUP) != 0)
         vx_warn("http %s: cannot watch the suspended connection", d->id);
@@ -130,7 +144,17 @@ static void d_io(vx_stream_item *it, uint32_t events) {
     pthread_mutex_unlock(&d->mu);
 }
 
-static void d_timer(vx_stream_item *it, uint64_t now) { (void)it, (void)now; }
+static void d_timer(vx_stream_item *it, uint64_t now) {
+    (void)now;
+    vx_deferred *d = of(it);
+    pthread_mutex_lock(&d->mu);
+    if (d->suspended && !d->answered && !d->woken && !atomic_load(&d->gone)) {
+        d->timed_out = true;
+        resume_unlock(d);
+        return;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
 
 static void d_stop(vx_stream_item *it, int phase) {
     (void)phase;
@@ -168,6 +192,26 @@ vx_deferred *vx_respond_deferred(vx_request *req) {
     return d;
 }
 
+/* MHD thread, d->mu held (released meanwhile): runs the ready callback when
+ * a wake or the timeout is pending; it must answer. */
+static void run_ready_locked(vx_deferred *d) {
+    if (!d->ready || d->ready_ran || d->answered || atomic_load(&d->gone) || (!d->woken && !d->timed_out))
+        return;
+    d->ready_ran = true;
+    vx_deferred_why why = d->woken ? VX_DEFERRED_WOKEN : VX_DEFERRED_TIMEOUT;
+    vx_stream_item_ref(&d->item); /* fn may release the caller's reference */
+    pthread_mutex_unlock(&d->mu);
+    d->ready(d, why, d->ready_user);
+    pthread_mutex_lock(&d->mu);
+    if (!d->answered) {
+        vx_error("http %s: deferred ready callback did not answer", d->id);
+        d->resp = error_response(VX_E_INTERNAL, "internal", "internal error", &d->status, &d->bytes);
+        d->is_json = true;
+        d->answered = true;
+    }
+    vx_stream_item_unref(&d->item); /* the request's reference keeps d alive */
+}
+
 enum MHD_Result vx_deferred_on_access(vx_request *req) {
     vx_deferred *d = req->deferred;
     pthread_mutex_lock(&d->mu);
@@ -178,6 +222,7 @@ enum MHD_Result vx_deferred_on_access(vx_request *req) {
         d->answered = true;
         atomic_store(&d->gone, true);
     }
+    run_ready_locked(d);
     if (d->resp) {
         req->resp = d->resp;
         req->status = d->status;
@@ -212,7 +257,35 @@ void vx_deferred_on_request_done(vx_deferred *d) {
     d->done = true;
     d->conn = NULL;
     if (!d->answered) atomic_store(&d->gone, true);
+    bool run = d->ready && !d->ready_ran;
+    d->ready_ran = true;
+    vx_stream_item_ref(&d->item);
     vx_stream_wake(&d->item);
+    pthread_mutex_unlock(&d->mu);
+    if (run) d->ready(d, VX_DEFERRED_ENDED, d->ready_user);
+    vx_stream_item_unref(&d->item);
+}
+
+int vx_deferred_on_ready(vx_deferred *d, int timeout_ms,
+                         void (*fn)(vx_deferred *d, vx_deferred_why why, void *user), void *user) {
+    pthread_mutex_lock(&d->mu);
+    int rc = d->ready ? -1 : 0;
+    if (rc == 0) {
+        d->ready = fn;
+        d->ready_user = user;
+        d->timeout_ms = timeout_ms;
+        if (d->suspended) vx_stream_wake(&d->item); /* arms the timer */
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+void vx_deferred_wake(vx_deferred *d) {
+    pthread_mutex_lock(&d->mu);
+    if (!d->ready_ran && !d->answered && !d->woken) {
+        d->woken = true;
+        if (d->suspended) vx_stream_wake(&d->item);
+    }
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -49,6 +49,11 @@ typedef struct vx_route {
     int (*upload_part)(vx_request *req, const vx_upload_chunk *chunk, vx_err *err);
     /* Whole request in: must answer with one vx_respond_* call. */
     void (*handle)(vx_request *req);
+    /* Optional: the body of this route's error answers (vx_respond_error,
+     * refusals of begin/upload_part and of the multipart parser) in another
+     * API's envelope. Returns a new reference; may change *http_status.
+     * NULL = voxd's {"error":{"code","message"}}. */
+    json_t *(*error_body)(const vx_err *err, int *http_status);
 } vx_route;
 
 /* ---- server ---- */
@@ -141,6 +146,24 @@ int vx_deferred_bytes(vx_deferred *d, int status, const char *content_type, cons
 void vx_deferred_header(vx_deferred *d, const char *name, const char *value);
 /* True once the client has gone away (or the server stopped) before an answer. */
 bool vx_deferred_gone(const vx_deferred *d);
+/* Why a vx_deferred_on_ready callback runs. */
+typedef enum vx_deferred_why {
+    VX_DEFERRED_WOKEN,    /* vx_deferred_wake was called: answer now */
+    VX_DEFERRED_TIMEOUT,  /* timeout_ms passed first: answer now (e.g. 504) */
+    VX_DEFERRED_ENDED,    /* the request ended unanswered (client gone, server stop): answers are no-ops */
+} vx_deferred_why;
+/* Bounds the wait and moves the answering onto an HTTP pool thread, where
+ * blocking work (store reads, rendering) is allowed: fn(d, why, user) runs
+ * exactly once, after vx_deferred_wake, after timeout_ms (<= 0: no bound),
+ * or when the request ends unanswered, whichever comes first. For WOKEN and
+ * TIMEOUT fn must answer (else 500 "internal" is sent). fn may release d.
+ * Call at most once, before anything can call vx_deferred_wake. -1 if the
+ * handle already has a callback. */
+int vx_deferred_on_ready(vx_deferred *d, int timeout_ms,
+                         void (*fn)(vx_deferred *d, vx_deferred_why why, void *user), void *user);
+/* The awaited thing happened: schedules fn(WOKEN) (any thread, never blocks,
+ * safe from bus callbacks). No-op once fn has run. */
+void vx_deferred_wake(vx_deferred *d);
 /* The request id ("req_..."), valid until release; for logs. */
 const char *vx_deferred_id(const vx_deferred *d);
 void vx_deferred_release(vx_deferred *d);

@@ -83,13 +83,19 @@ void vx_respond_json(vx_request *req, int status, json_t *body) {
     req->is_json = true;
 }
 
+/* The error envelope of req's route (vx_route.error_body) or voxd's. */
+static json_t *route_error_body(const vx_request *req, const vx_err *err, int *http) {
+    *http = vx_err_http_status(err->status == VX_OK ? VX_E_INTERNAL : err->status);
+    if (req->route && req->route->error_body) return req->route->error_body(err, http);
+    return error_body(err->code[0] ? err->code : "internal", err->message[0] ? err->message : "internal error");
+}
+
 void vx_respond_error(vx_request *req, const vx_err *err) {
-    vx_status st = err->status == VX_OK ? VX_E_INTERNAL : err->status;
-    int http = vx_err_http_status(st);
-    const char *code = err->code[0] ? err->code : "internal";
-    const char *message = err->message[0] ? err->message : "internal error";
-    if (http >= 500) vx_error("http %s: %d %s: %s", req->id, http, code, message);
-    vx_respond_json(req, http, error_body(code, message));
+    int http;
+    json_t *body = route_error_body(req, err, &http);
+    if (http >= 500)
+        vx_error("http %s: %d %s: %s", req->id, http, err->code[0] ? err->code : "internal", err->message);
+    vx_respond_json(req, http, body);
 }
 
 void vx_respond_errorf(vx_request *req, vx_status status, const char *code, const char *fmt, ...) {
@@ -190,10 +196,8 @@ enum MHD_Result vx_http_queue(vx_request *req) {
 }
 
 size_t vx_http_render_raw_error(vx_request *req, const vx_err *err, char *buf, size_t size) {
-    vx_status st = err->status == VX_OK ? VX_E_INTERNAL : err->status;
-    int http = vx_err_http_status(st);
-    json_t *body = error_body(err->code[0] ? err->code : "internal",
-                              err->message[0] ? err->message : "internal error");
+    int http;
+    json_t *body = route_error_body(req, err, &http);
     char *text = body ? json_dumps(body, VX_JSON_DUMP_FLAGS) : NULL;
     json_decref(body);
     if (!text) return 0;

@@ -140,6 +140,9 @@ static const option options[] = {
     {.name = "webhook-retry-base", .env = "VOXD_WEBHOOK_RETRY_BASE",
      NUM(OPT_DURATION, webhook_retry_base_s, 0, 3600), .metavar = "SECONDS",
      .help = "first webhook retry delay; each further one waits 4x longer, with jitter"},
+    {.name = "sync-timeout", .env = "VOXD_SYNC_TIMEOUT", NUM(OPT_SECONDS, sync_timeout_s, 1, 86400),
+     .metavar = "SECONDS",
+     .help = "how long POST /v1/audio/transcriptions waits for its job before answering 504 (the job goes on)"},
     {.name = "log-level", .env = "VOXD_LOG_LEVEL", STR(log_level), .metavar = "LEVEL",
      .help = "debug, info, warn or error", .check = check_log_level,
      .expect = "debug, info, warn or error"},
@@ -174,6 +177,7 @@ void vx_config_defaults(vx_config *cfg) {
         .event_retention_s = 86400,
         .webhook_max_attempts = 8,
         .webhook_retry_base_s = 15,
+        .sync_timeout_s = 600,
         .log_level = "info",
         .access_log = true,
     };

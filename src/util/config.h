@@ -54,6 +54,7 @@ typedef struct vx_config {
     char webhook_allow[1024];  /* --webhook-allow, CIDRs / host:port allowed despite being private, default none */
     int webhook_max_attempts;  /* --webhook-max-attempts, default 8 */
     double webhook_retry_base_s; /* --webhook-retry-base, first retry delay (x4 per attempt), default 15 */
+    int sync_timeout_s;        /* --sync-timeout, longest wait of a synchronous request (OpenAI endpoint), default 600 */
 
     char log_level[16];        /* --log-level, default info */
     bool access_log;           /* --no-access-log turns it off */
