@@ -3,7 +3,7 @@
 # Sanitizer build: build-asan/ (make asan). Nothing here downloads at build time.
 
 CC      ?= cc
-PKGS    := libmicrohttpd jansson sqlite3 libsodium libavformat libavcodec libswresample libavutil libebur128 pocketsphinx sphinxbase libcurl libpq hiredis
+PKGS    := libmicrohttpd jansson sqlite3 libsodium libavformat libavcodec libswresample libavutil libebur128 pocketsphinx sphinxbase libcurl libpq hiredis zlib
 CFLAGS_BASE := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
                -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing -pthread -MMD -MP
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

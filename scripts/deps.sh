@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config libmicrohttpd-dev libwslay-dev libjansson-dev l
 libsodium-dev libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libebur128-dev
 libcurl4-openssl-dev ffmpeg python3 python3-pytest python3-requests python3-websockets wrk
 libpq-dev postgresql libhiredis-dev redis-server clang libclang-rt-14-dev
-pocketsphinx-en-us libpocketsphinx-dev libsphinxbase-dev espeak-ng"
+pocketsphinx-en-us libpocketsphinx-dev libsphinxbase-dev espeak-ng zlib1g-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include "../util/strbuf.h"
 #include "subtitles.h"
 
@@ -230,8 +231,23 @@ static const char *language_name(const char *code) {
     return code && strcmp(code, "en") == 0 ? "english" : code ? code : "english";
 }
 
-/* OpenAI's verbose_json: the fields this engine really produces (no
- * compression_ratio or no_speech_prob: PocketSphinx has no such figures). */
+/* Whisper's repetition check, computed the same way: UTF-8 bytes of the
+ * text over its zlib-compressed size (0 for empty text). */
+static double compression_ratio(const char *text) {
+    size_t len = strlen(text);
+    if (len == 0) return 0;
+    uLongf cap = compressBound((uLong)len);
+    Bytef *buf = malloc(cap);
+    double r = 0;
+    if (buf && compress2(buf, &cap, (const Bytef *)text, (uLong)len, Z_DEFAULT_COMPRESSION) == Z_OK && cap > 0)
+        r = round((double)len / (double)cap * 1e4) / 1e4;
+    free(buf);
+    return r;
+}
+
+/* OpenAI's verbose_json. tokens is empty and temperature 0 (PocketSphinx has
+ * no token ids and does not sample); no_speech_prob is 0 because a segment
+ * only exists where the speech gate opened and words were recognised. */
 static json_t *verbose_json(const json_t *result) {
     const char *text = json_string_value(json_object_get(result, "text"));
     json_t *segs = json_array(), *out;
@@ -239,11 +255,13 @@ static json_t *verbose_json(const json_t *result) {
     size_t i;
     json_array_foreach(json_object_get(result, "segments"), i, seg) {
         double start = json_number_value(json_object_get(seg, "start"));
-        json_t *o = json_pack("{s:I, s:I, s:f, s:f, s:s, s:[], s:f}", "id", (json_int_t)i, "seek",
+        const char *seg_text = json_string_value(json_object_get(seg, "text"));
+        if (!seg_text) seg_text = "";
+        json_t *o = json_pack("{s:I, s:I, s:f, s:f, s:s, s:[], s:f, s:f, s:f}", "id", (json_int_t)i, "seek",
                               (json_int_t)llround(start * 100.0), "start", start, "end",
-                              json_number_value(json_object_get(seg, "end")), "text",
-                              json_string_value(json_object_get(seg, "text")) ? json_string_value(json_object_get(seg, "text")) : "",
-                              "tokens", "temperature", 0.0);
+                              json_number_value(json_object_get(seg, "end")), "text", seg_text, "tokens",
+                              "temperature", 0.0, "compression_ratio", compression_ratio(seg_text),
+                              "no_speech_prob", 0.0);
         const json_t *conf = json_object_get(seg, "confidence");
         if (o && json_is_number(conf) && json_number_value(conf) > 0)
             json_object_set_new(o, "avg_logprob", json_real(round(log(json_number_value(conf)) * 1e4) / 1e4));

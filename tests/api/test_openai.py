@@ -171,9 +171,11 @@ def test_every_format_in_openai_shape_same_text_as_a_job_and_billed_once(server,
     assert v["usage"] == {"type": "duration", "seconds": v["usage"]["seconds"]}
     assert [s["text"] for s in v["segments"]] == [s["text"] for s in doc["segments"]]
     for i, s in enumerate(v["segments"]):
-        assert {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob"} <= set(s), s
+        assert set(s) == {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
+                          "compression_ratio", "no_speech_prob"}, s
         assert s["id"] == i and s["tokens"] == [] and s["temperature"] == 0 and s["start"] < s["end"]
-        assert isinstance(s["seek"], int) and s["avg_logprob"] <= 0
+        assert isinstance(s["seek"], int) and s["avg_logprob"] <= 0 and s["no_speech_prob"] == 0
+        assert s["compression_ratio"] > 0
     assert [w["word"] for w in v["words"]] == [w["word"] for w in doc["words"]]
     assert all(set(w) == {"word", "start", "end"} and w["start"] <= w["end"] for w in v["words"])
 
@@ -327,3 +329,14 @@ def test_a_wait_over_sync_timeout_answers_504_and_the_job_goes_on(start_server, 
     done = wait_job(u.api, job_id, timeout=120)
     assert done["status"] == "succeeded"
     check_billed_once(srv.admin(), u, job_id)
+
+
+def test_an_upload_over_the_limit_is_413_in_openai_shape_with_nothing_charged(start_server, speech):
+    srv = start_server(["--max-upload", "64K"] + GRANT)
+    u = make_user(srv)
+    bal0, _ = u.balance()
+    assert len(speech) > 64 * 1024
+    assert_openai_error(transcribe(srv, u.key, [("model", "whisper-1")], wav_file(speech)), 413, "file",
+                        "upload_too_large")
+    assert expect(u.api.get("/v1/jobs"), 200)["data"] == []
+    assert u.balance() == (bal0, 0)

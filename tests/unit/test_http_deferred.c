@@ -1,6 +1,7 @@
 /* test_http_deferred.c - deferred answers over a real server on 127.0.0.1
  * port 0: answered later from another thread, answered at once, a client
- * that leaves first, a handle dropped without an answer, server stop. */
+ * that leaves first, a handle dropped without an answer, server stop; the
+ * ready callback (wake, timeout, client gone) and a route's own error body. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -65,7 +66,62 @@ static void h_thread(vx_request *req) {
     pthread_detach(t);
 }
 
+/* vx_deferred_on_ready: what the callback saw. */
+static atomic_int ready_calls, ready_why;
+static atomic_bool ready_on_waker;
+static pthread_t waker;
+
+static void ready_cb(vx_deferred *d, vx_deferred_why why, void *user) {
+    (void)user;
+    atomic_fetch_add(&ready_calls, 1);
+    atomic_store(&ready_why, (int)why);
+    atomic_store(&ready_on_waker, pthread_equal(pthread_self(), waker));
+    if (why == VX_DEFERRED_TIMEOUT) vx_deferred_json(d, 504, json_pack("{s:s}", "ready", "timeout"));
+    else if (why == VX_DEFERRED_WOKEN) vx_deferred_json(d, 200, json_pack("{s:s}", "ready", "woken"));
+    else CHECK_EQ_INT(vx_deferred_json(d, 200, json_pack("{}")), -1); /* nobody to answer */
+    vx_deferred_release(d);
+}
+
+static void hand(vx_deferred *d) {
+    pthread_mutex_lock(&mu);
+    handed = d;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&mu);
+}
+
+/* Waits for a wake from the test (no time bound). */
+static void h_ready(vx_request *req) {
+    vx_deferred *d = vx_respond_deferred(req);
+    CHECK_EQ_INT(vx_deferred_on_ready(d, 0, ready_cb, NULL), 0);
+    CHECK_EQ_INT(vx_deferred_on_ready(d, 0, ready_cb, NULL), -1);
+    hand(d);
+}
+
+/* Bounded by 200 ms; nothing wakes it. */
+static void h_ready_timeout(vx_request *req) {
+    vx_deferred *d = vx_respond_deferred(req);
+    vx_deferred_on_ready(d, 200, ready_cb, NULL);
+}
+
+/* Woken before the handler returns: answered at once. */
+static void h_ready_now(vx_request *req) {
+    vx_deferred *d = vx_respond_deferred(req);
+    vx_deferred_on_ready(d, 60000, ready_cb, NULL);
+    vx_deferred_wake(d);
+}
+
+static void h_fail(vx_request *req) { vx_respond_errorf(req, VX_E_PAYMENT, "insufficient_credits", "no money"); }
+
+static json_t *other_envelope(const vx_err *err, int *http_status) {
+    *http_status = err->status == VX_E_PAYMENT ? 429 : 400;
+    return json_pack("{s:{s:s, s:s}}", "error", "message", err->message, "type", err->code);
+}
+
 static const vx_route routes[] = {
+    {.method = "GET", .pattern = "/v1/ready", .handle = h_ready},
+    {.method = "GET", .pattern = "/v1/ready-timeout", .handle = h_ready_timeout},
+    {.method = "GET", .pattern = "/v1/ready-now", .handle = h_ready_now},
+    {.method = "GET", .pattern = "/v1/fail", .handle = h_fail, .error_body = other_envelope},
     {.method = "GET", .pattern = "/v1/later", .handle = h_later},
     {.method = "GET", .pattern = "/v1/now", .handle = h_now},
     {.method = "GET", .pattern = "/v1/twice", .handle = h_twice},
@@ -92,6 +148,8 @@ static bool up(void) {
     if (!srv) return false;
     port = vx_http_port(srv);
     handed = NULL;
+    atomic_store(&ready_calls, 0);
+    atomic_store(&ready_why, -1);
     return port > 0;
 }
 
@@ -270,7 +328,88 @@ static void test_many_deferred_requests_are_answered_in_any_order(void) {
     down();
 }
 
-TEST_MAIN(TEST_ENTRY(test_deferred_answer_from_another_thread_reaches_the_client),
+static void test_ready_callback_answers_on_an_http_thread_after_a_wake(void) {
+    REQUIRE(up());
+    int fd = client_get("/v1/ready");
+    REQUIRE(fd >= 0);
+    vx_deferred *d = take();
+    REQUIRE(d);
+    sleep_ms(100); /* suspended by now */
+    CHECK_EQ_INT(atomic_load(&ready_calls), 0);
+    waker = pthread_self();
+    vx_deferred_wake(d);
+    vx_deferred_wake(d); /* once is enough */
+    vx_strbuf r = {0};
+    CHECK(read_until(fd, &r, "{\"ready\":\"woken\"}", 5000));
+    CHECK(r.data && strstr(r.data, "HTTP/1.1 200"));
+    CHECK_EQ_INT(atomic_load(&ready_calls), 1);
+    CHECK_EQ_INT(atomic_load(&ready_why), VX_DEFERRED_WOKEN);
+    CHECK(!atomic_load(&ready_on_waker));
+    vx_strbuf_free(&r);
+    close(fd);
+    down();
+    CHECK_EQ_INT(atomic_load(&ready_calls), 1);
+}
+
+static void test_ready_callback_runs_at_the_timeout_when_nothing_wakes_it(void) {
+    REQUIRE(up());
+    int fd = client_get("/v1/ready-timeout");
+    REQUIRE(fd >= 0);
+    vx_strbuf r = {0};
+    CHECK(read_until(fd, &r, "{\"ready\":\"timeout\"}", 5000));
+    CHECK(r.data && strstr(r.data, "HTTP/1.1 504"));
+    CHECK_EQ_INT(atomic_load(&ready_why), VX_DEFERRED_TIMEOUT);
+    vx_strbuf_free(&r);
+    close(fd);
+    down();
+    CHECK_EQ_INT(atomic_load(&ready_calls), 1);
+}
+
+static void test_wake_before_the_handler_returns_answers_at_once(void) {
+    REQUIRE(up());
+    int fd = client_get("/v1/ready-now");
+    REQUIRE(fd >= 0);
+    vx_strbuf r = {0};
+    CHECK(read_until(fd, &r, "{\"ready\":\"woken\"}", 5000));
+    vx_strbuf_free(&r);
+    close(fd);
+    down();
+    CHECK_EQ_INT(atomic_load(&ready_calls), 1);
+}
+
+static void test_ready_callback_learns_that_the_client_left(void) {
+    REQUIRE(up());
+    int fd = client_get("/v1/ready");
+    REQUIRE(fd >= 0);
+    vx_deferred *d = take();
+    REQUIRE(d);
+    sleep_ms(50);
+    close(fd);
+    for (int waited = 0; atomic_load(&ready_calls) == 0 && waited < 5000; waited += 10) sleep_ms(10);
+    CHECK_EQ_INT(atomic_load(&ready_calls), 1);
+    CHECK_EQ_INT(atomic_load(&ready_why), VX_DEFERRED_ENDED);
+    down();
+    CHECK_EQ_INT(atomic_load(&ready_calls), 1);
+}
+
+static void test_a_route_renders_its_errors_in_its_own_envelope(void) {
+    REQUIRE(up());
+    int fd = client_get("/v1/fail");
+    REQUIRE(fd >= 0);
+    vx_strbuf r = {0};
+    CHECK(read_until(fd, &r, "{\"error\":{\"message\":\"no money\",\"type\":\"insufficient_credits\"}}", 5000));
+    CHECK(r.data && strstr(r.data, "HTTP/1.1 429"));
+    vx_strbuf_free(&r);
+    close(fd);
+    down();
+}
+
+TEST_MAIN(TEST_ENTRY(test_ready_callback_answers_on_an_http_thread_after_a_wake),
+          TEST_ENTRY(test_ready_callback_runs_at_the_timeout_when_nothing_wakes_it),
+          TEST_ENTRY(test_wake_before_the_handler_returns_answers_at_once),
+          TEST_ENTRY(test_ready_callback_learns_that_the_client_left),
+          TEST_ENTRY(test_a_route_renders_its_errors_in_its_own_envelope),
+          TEST_ENTRY(test_deferred_answer_from_another_thread_reaches_the_client),
           TEST_ENTRY(test_deferred_answer_given_before_the_handler_returns_is_sent),
           TEST_ENTRY(test_client_gone_before_the_answer_is_noticed_and_answering_is_a_no_op),
           TEST_ENTRY(test_released_unanswered_deferred_request_gets_500),

@@ -261,6 +261,11 @@ static void test_verbose_json_has_openai_segments_and_words(void) {
     CHECK_EQ_STR(json_string_value(json_object_get(s1, "text")), "good morning");
     CHECK(json_is_array(json_object_get(s1, "tokens")));
     CHECK(fabs(json_number_value(json_object_get(s1, "avg_logprob")) - log(0.5)) < 1e-3);
+    /* "good morning": 12 bytes; zlib adds framing, so short text compresses to more than it was */
+    double cr = json_number_value(json_object_get(s1, "compression_ratio"));
+    CHECK(cr > 0 && cr < 1);
+    CHECK(json_is_number(json_object_get(s1, "no_speech_prob")) &&
+          json_number_value(json_object_get(s1, "no_speech_prob")) == 0);
     const json_t *words = json_object_get(v, "words");
     REQUIRE(json_array_size(words) == 4);
     CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(words, 3), "word")), "morning");
