@@ -9,7 +9,6 @@
  * or bus reader threads (it only wakes the deferred answer). */
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,23 +75,23 @@ json_t *vx_api_openai_error_body(const vx_err *err, int *http_status) {
 
 /* ---- the upload: OpenAI's fields ---- */
 
+enum { F_MODEL, F_LANGUAGE, F_PROMPT, F_FORMAT, F_TEMPERATURE, F_STREAM, F_GRANS, F_COUNT };
+static const char *const field_names[F_COUNT] = {
+    [F_MODEL] = "model", [F_LANGUAGE] = "language", [F_PROMPT] = "prompt", [F_FORMAT] = "response_format",
+    [F_TEMPERATURE] = "temperature", [F_STREAM] = "stream", [F_GRANS] = "timestamp_granularities[]",
+};
+
 typedef struct oa_upload {
     vx_principal who;
     vx_api_spool spool;
-    char *model, *language, *prompt, *format, *temperature, *stream, *grans;
-    size_t model_len, language_len, prompt_len, format_len, temperature_len, stream_len, grans_len;
+    char *field[F_COUNT];          /* text fields, malloc'd; NULL when absent */
+    size_t len[F_COUNT];
 } oa_upload;
 
 static void oa_upload_free(void *p) {
     oa_upload *u = p;
     vx_api_spool_clear(&u->spool);
-    free(u->model);
-    free(u->language);
-    free(u->prompt);
-    free(u->format);
-    free(u->temperature);
-    free(u->stream);
-    free(u->grans);
+    for (int i = 0; i < F_COUNT; i++) free(u->field[i]);
     free(u);
 }
 
@@ -108,22 +107,18 @@ int vx_api_openai_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err 
     oa_upload *u = vx_req_data(req);
     const char *n = c->name;
     if (strcmp(n, "file") == 0) return vx_api_spool_part(vx_req_app(req), &u->spool, c, err);
-    if (strcmp(n, "model") == 0) return vx_api_field_append(&u->model, &u->model_len, c, err);
-    if (strcmp(n, "language") == 0) return vx_api_field_append(&u->language, &u->language_len, c, err);
-    if (strcmp(n, "prompt") == 0) return vx_api_field_append(&u->prompt, &u->prompt_len, c, err);
-    if (strcmp(n, "response_format") == 0) return vx_api_field_append(&u->format, &u->format_len, c, err);
-    if (strcmp(n, "temperature") == 0) return vx_api_field_append(&u->temperature, &u->temperature_len, c, err);
-    if (strcmp(n, "stream") == 0) return vx_api_field_append(&u->stream, &u->stream_len, c, err);
+    for (int i = 0; i < F_GRANS; i++)
+        if (strcmp(n, field_names[i]) == 0) return vx_api_field_append(&u->field[i], &u->len[i], c, err);
     if (strcmp(n, "timestamp_granularities[]") == 0 || strcmp(n, "timestamp_granularities") == 0) {
         /* repeated field: one value per part, kept newline-separated */
-        if (u->grans_len + c->size + 1 > GRAN_MAX)
+        if (u->len[F_GRANS] + c->size + 1 > GRAN_MAX)
             return vx_err_set(err, VX_E_INVALID, "invalid_timestamp_granularity",
                               "timestamp_granularities[] takes 'word' and/or 'segment'");
-        if (c->offset == 0 && u->grans_len) {
+        if (c->offset == 0 && u->len[F_GRANS]) {
             vx_upload_chunk sep = {.name = n, .data = "\n", .size = 1};
-            if (vx_api_field_append(&u->grans, &u->grans_len, &sep, err) != 0) return -1;
+            if (vx_api_field_append(&u->field[F_GRANS], &u->len[F_GRANS], &sep, err) != 0) return -1;
         }
-        return vx_api_field_append(&u->grans, &u->grans_len, c, err);
+        return vx_api_field_append(&u->field[F_GRANS], &u->len[F_GRANS], c, err);
     }
     return vx_err_set(err, VX_E_INVALID, "unknown_parameter", "Unrecognized request argument supplied: %.64s", n);
 }
@@ -155,37 +150,39 @@ typedef struct oa_request {
 } oa_request;
 
 static int validate(const oa_upload *u, oa_request *r, vx_err *err) {
-    if (!u->model || !*u->model)
+    const char *model = u->field[F_MODEL], *language = u->field[F_LANGUAGE], *format = u->field[F_FORMAT],
+               *temperature = u->field[F_TEMPERATURE], *stream = u->field[F_STREAM], *grans = u->field[F_GRANS];
+    if (!model || !*model)
         return vx_err_set(err, VX_E_INVALID, "missing_model", "you must provide a model parameter");
-    if (!one_of(u->model, model_aliases))
+    if (!one_of(model, model_aliases))
         return vx_err_set(err, VX_E_INVALID, "model_not_found",
                           "model '%.64s' is not available here; use whisper-1, gpt-4o-transcribe, "
-                          "gpt-4o-mini-transcribe or transcribe", u->model);
-    if (!language_english(u->language))
+                          "gpt-4o-mini-transcribe or transcribe", model);
+    if (!language_english(language))
         return vx_err_set(err, VX_E_INVALID, "unsupported_language",
-                          "language '%.32s' is not supported: only English (en) is", u->language);
-    const char *f = u->format && *u->format ? u->format : "json";
+                          "language '%.32s' is not supported: only English (en) is", language);
+    const char *f = format && *format ? format : "json";
     if (!one_of(f, response_formats))
         return vx_err_set(err, VX_E_INVALID, "unsupported_response_format",
                           "response_format must be one of json, text, srt, verbose_json, vtt");
     snprintf(r->format, sizeof r->format, "%s", f);
-    if (u->temperature && *u->temperature) {
+    if (temperature && *temperature) {
         char *end;
-        double t = strtod(u->temperature, &end);
-        if (end == u->temperature || *end || !isfinite(t) || t < 0 || t > 1)
+        double t = strtod(temperature, &end);
+        if (end == temperature || *end || !isfinite(t) || t < 0 || t > 1)
             return vx_err_set(err, VX_E_INVALID, "invalid_temperature", "temperature must be a number from 0 to 1");
     }
-    if (u->stream && *u->stream) {
-        if (strcasecmp(u->stream, "true") == 0 || strcmp(u->stream, "1") == 0)
+    if (stream && *stream) {
+        if (strcasecmp(stream, "true") == 0 || strcmp(stream, "1") == 0)
             return vx_err_set(err, VX_E_INVALID, "stream_not_supported",
-                              "stream=true is not supported; use the WebSocket API for live results");
-        if (strcasecmp(u->stream, "false") != 0 && strcmp(u->stream, "0") != 0)
+                              "stream=true is not supported: the answer comes once the transcript is complete");
+        if (strcasecmp(stream, "false") != 0 && strcmp(stream, "0") != 0)
             return vx_err_set(err, VX_E_INVALID, "invalid_stream", "stream must be true or false");
     }
     r->segments = true; /* OpenAI's default granularity */
-    if (u->grans) {
+    if (grans) {
         r->segments = false;
-        for (const char *p = u->grans; *p;) {
+        for (const char *p = grans; *p;) {
             size_t len = strcspn(p, "\n");
             if (len == 4 && strncmp(p, "word", 4) == 0) r->words = true;
             else if (len == 7 && strncmp(p, "segment", 7) == 0) r->segments = true;
@@ -216,20 +213,15 @@ static void on_job_event(void *user, const vx_bus_msg *msg) {
     if (vx_event_type_parse(msg->type, &t) == 0 && vx_event_type_terminal(t)) vx_deferred_wake(w->d);
 }
 
-static int answer_error(waiter *w, vx_status st, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int answer_error(waiter *w, vx_status st, const char *code, const char *fmt, ...) {
-    vx_err err = {.status = st};
-    snprintf(err.code, sizeof err.code, "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err.message, sizeof err.message, fmt, ap);
-    va_end(ap);
+static void answer_error(waiter *w, const vx_err *err) {
     int http = 500;
-    json_t *body = vx_api_openai_error_body(&err, &http);
-    if (http >= 500) vx_warn("openai %s: %d %s: %s", vx_deferred_id(w->d), http, err.code, err.message);
-    return vx_deferred_json(w->d, http, body);
+    json_t *body = vx_api_openai_error_body(err, &http);
+    if (http >= 500) vx_warn("openai %s: %d %s: %s", vx_deferred_id(w->d), http, err->code, err->message);
+    vx_deferred_json(w->d, http, body);
 }
+
+/* Formats into *err (vx_err_set) and answers it. */
+#define answer_errorf(w, err, ...) (vx_err_set((err), __VA_ARGS__), answer_error((w), (err)))
 
 /* The succeeded job's document in the asked format, OpenAI's way. */
 static void answer_result(waiter *w, const vx_job *job) {
@@ -239,13 +231,13 @@ static void answer_result(waiter *w, const vx_job *job) {
     const char *content_type = NULL;
     vx_err err = {0};
     if (!doc) {
-        answer_error(w, VX_E_INTERNAL, "internal", "the stored result is unreadable");
+        answer_errorf(w, &err, VX_E_INTERNAL, "internal", "the stored result is unreadable");
     } else if (vx_subtitles_render(doc, w->r.format, &text, &len, &content_type, &err) != 0) {
-        answer_error(w, err.status, err.code, "%s", err.message);
+        answer_error(w, &err);
     } else if (strcmp(w->r.format, "json") == 0 || strcmp(w->r.format, "verbose_json") == 0) {
         json_t *body = json_loadb(text, len, 0, NULL);
         if (!body) {
-            answer_error(w, VX_E_INTERNAL, "internal", "the result could not be rendered");
+            answer_errorf(w, &err, VX_E_INTERNAL, "internal", "the result could not be rendered");
         } else {
             if (strcmp(w->r.format, "verbose_json") == 0) {
                 if (!w->r.segments) json_object_del(body, "segments");
@@ -277,11 +269,11 @@ static void on_ready(vx_deferred *d, vx_deferred_why why, void *user) {
     vx_job job = {0};
     vx_err err = {0};
     if (why == VX_DEFERRED_ENDED) {
-        vx_info("openai %s: the client left before job %s finished; the job goes on", vx_deferred_id(d),
-                w->job_id);
+        vx_info("openai %s: the request ended (client gone or server stopping) before job %s finished; "
+                "the job goes on", vx_deferred_id(d), w->job_id);
     } else if (w->app->store->ops->job_get(w->app->store, w->job_id, &job, &err) != 0) {
-        answer_error(w, VX_E_UNAVAILABLE, "job_unavailable", "cannot read job %s now; fetch it from /v1/jobs/%s",
-                     w->job_id, w->job_id);
+        answer_errorf(w, &err, VX_E_UNAVAILABLE, "job_unavailable",
+                      "cannot read job %s now; fetch it from /v1/jobs/%s", w->job_id, w->job_id);
     } else if (job.status == VX_JOB_SUCCEEDED) {
         answer_result(w, &job);
     } else if (job.status == VX_JOB_FAILED) {
@@ -289,15 +281,19 @@ static void on_ready(vx_deferred *d, vx_deferred_why why, void *user) {
         json_t *e = json_array_get(errors, json_array_size(errors) - 1); /* the last attempt's */
         const char *code = json_string_value(json_object_get(e, "code"));
         const char *msg = json_string_value(json_object_get(e, "message"));
-        answer_error(w, failure_status(code ? code : ""), code ? code : "job_failed", "%s",
-                     msg ? msg : "the transcription failed");
+        answer_errorf(w, &err, failure_status(code ? code : ""), code ? code : "job_failed", "%s",
+                      msg ? msg : "the transcription failed");
         json_decref(errors);
     } else if (job.status == VX_JOB_CANCELED) {
-        answer_error(w, VX_E_CONFLICT, "job_canceled", "job %s was canceled", w->job_id);
+        answer_errorf(w, &err, VX_E_CONFLICT, "job_canceled", "job %s was canceled", w->job_id);
+    } else if (why == VX_DEFERRED_WOKEN) { /* woken without a terminal event: the bus is unusable */
+        answer_errorf(w, &err, VX_E_UNAVAILABLE, "events_unavailable",
+                      "cannot follow the job now; it goes on as job %s: GET /v1/jobs/%s/result", w->job_id,
+                      w->job_id);
     } else {
-        answer_error(w, VX_E_UNAVAILABLE, "timeout",
-                     "the transcription did not finish within %d s; it goes on as job %s: "
-                     "GET /v1/jobs/%s/result", w->app->cfg->sync_timeout_s, w->job_id, w->job_id);
+        answer_errorf(w, &err, VX_E_UNAVAILABLE, "timeout",
+                      "the transcription did not finish within %d s; it goes on as job %s: "
+                      "GET /v1/jobs/%s/result", w->app->cfg->sync_timeout_s, w->job_id, w->job_id);
     }
     vx_job_clear(&job);
     vx_deferred_release(d);

@@ -8,6 +8,7 @@
  * vx_deferred_on_access / _on_request_done: the request's MHD thread;
  * the item ops: the stream thread. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,6 +23,7 @@ struct vx_deferred {
     struct MHD_Connection *conn;   /* NULL once the request is over */
     int fd;                        /* the connection's socket (watched while suspended) */
     char id[VX_ID_SIZE];
+    json_t *(*error_body)(const vx_err *err, int *http_status);  /* the route's, or NULL */
     struct MHD_Response *resp;     /* the answer until the MHD thread takes it */
     int status;
     uint64_t bytes;
@@ -75,9 +77,16 @@ static struct MHD_Response *json_response(json_t *body, uint64_t *bytes) {
     return resp;
 }
 
-static struct MHD_Response *error_response(vx_status st, const char *code, const char *message, int *status,
-                                           uint64_t *bytes) {
+/* In the route's own envelope when it has one (vx_route.error_body). */
+static struct MHD_Response *error_response(const vx_deferred *d, vx_status st, const char *code,
+                                           const char *message, int *status, uint64_t *bytes) {
     *status = vx_err_http_status(st);
+    if (d->error_body) {
+        vx_err err = {.status = st};
+        snprintf(err.code, sizeof err.code, "%s", code);
+        snprintf(err.message, sizeof err.message, "%s", message);
+        return json_response(d->error_body(&err, status), bytes);
+    }
     return json_response(json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message), bytes);
 }
 
@@ -97,7 +106,7 @@ static void resume_unlock(vx_deferred *d) {
 /* Stream thread, d->mu held: the server is stopping; answer 503 unless answered. */
 static void answer_stopping(vx_deferred *d) {
     if (d->answered) return;
-    d->resp = error_response(VX_E_UNAVAILABLE, "shutting_down", "the server is shutting down", &d->status,
+    d->resp = error_response(d, VX_E_UNAVAILABLE, "shutting_down", "the server is shutting down", &d->status,
                              &d->bytes);
     d->is_json = true;
     d->answered = true;
@@ -187,6 +196,7 @@ vx_deferred *vx_respond_deferred(vx_request *req) {
     d->srv = req->srv;
     d->conn = req->conn;
     d->fd = ci->connect_fd;
+    d->error_body = req->route ? req->route->error_body : NULL;
     memcpy(d->id, req->id, sizeof d->id);
     req->deferred = d;
     return d;
@@ -205,7 +215,7 @@ static void run_ready_locked(vx_deferred *d) {
     pthread_mutex_lock(&d->mu);
     if (!d->answered) {
         vx_error("http %s: deferred ready callback did not answer", d->id);
-        d->resp = error_response(VX_E_INTERNAL, "internal", "internal error", &d->status, &d->bytes);
+        d->resp = error_response(d, VX_E_INTERNAL, "internal", "internal error", &d->status, &d->bytes);
         d->is_json = true;
         d->answered = true;
     }
@@ -216,7 +226,7 @@ enum MHD_Result vx_deferred_on_access(vx_request *req) {
     vx_deferred *d = req->deferred;
     pthread_mutex_lock(&d->mu);
     if (!d->answered && vx_stream_phase(d->item.stream) >= 1) {
-        d->resp = error_response(VX_E_UNAVAILABLE, "shutting_down", "the server is shutting down", &d->status,
+        d->resp = error_response(d, VX_E_UNAVAILABLE, "shutting_down", "the server is shutting down", &d->status,
                                  &d->bytes);
         d->is_json = true;
         d->answered = true;
@@ -320,7 +330,7 @@ int vx_deferred_error(vx_deferred *d, const vx_err *err) {
     vx_status st = err->status == VX_OK ? VX_E_INTERNAL : err->status;
     int status = 0;
     uint64_t bytes = 0;
-    struct MHD_Response *resp = error_response(st, err->code[0] ? err->code : "internal",
+    struct MHD_Response *resp = error_response(d, st, err->code[0] ? err->code : "internal",
                                                err->message[0] ? err->message : "internal error", &status, &bytes);
     if (status >= 500) vx_error("http %s: %d %s: %s", d->id, status, err->code, err->message);
     return answer(d, status, resp, bytes, true);

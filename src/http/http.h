@@ -138,7 +138,8 @@ vx_deferred *vx_respond_deferred(vx_request *req);
 /* Answers once. Steals body. 0 = the answer is on its way; -1 = nothing
  * sent: already answered, client gone, server stopping, or out of memory. */
 int vx_deferred_json(vx_deferred *d, int status, json_t *body);
-/* Same with the error envelope (status mapped from err->status). */
+/* Same with the error envelope (status mapped from err->status; the
+ * route's vx_route.error_body when it has one, also for the 503 on stop). */
 int vx_deferred_error(vx_deferred *d, const vx_err *err);
 /* Same with raw bytes (copied); content_type NULL = application/octet-stream. */
 int vx_deferred_bytes(vx_deferred *d, int status, const char *content_type, const void *data, size_t len);

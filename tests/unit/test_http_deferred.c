@@ -113,7 +113,7 @@ static void h_ready_now(vx_request *req) {
 static void h_fail(vx_request *req) { vx_respond_errorf(req, VX_E_PAYMENT, "insufficient_credits", "no money"); }
 
 static json_t *other_envelope(const vx_err *err, int *http_status) {
-    *http_status = err->status == VX_E_PAYMENT ? 429 : 400;
+    if (err->status == VX_E_PAYMENT) *http_status = 429; /* other statuses stay as mapped */
     return json_pack("{s:{s:s, s:s}}", "error", "message", err->message, "type", err->code);
 }
 
@@ -122,6 +122,7 @@ static const vx_route routes[] = {
     {.method = "GET", .pattern = "/v1/ready-timeout", .handle = h_ready_timeout},
     {.method = "GET", .pattern = "/v1/ready-now", .handle = h_ready_now},
     {.method = "GET", .pattern = "/v1/fail", .handle = h_fail, .error_body = other_envelope},
+    {.method = "GET", .pattern = "/v1/ready-own", .handle = h_ready, .error_body = other_envelope},
     {.method = "GET", .pattern = "/v1/later", .handle = h_later},
     {.method = "GET", .pattern = "/v1/now", .handle = h_now},
     {.method = "GET", .pattern = "/v1/twice", .handle = h_twice},
@@ -404,7 +405,23 @@ static void test_a_route_renders_its_errors_in_its_own_envelope(void) {
     down();
 }
 
+static void test_server_stop_answers_in_the_route_envelope_and_ends_the_wait(void) {
+    REQUIRE(up());
+    int fd = client_get("/v1/ready-own");
+    REQUIRE(fd >= 0);
+    REQUIRE(take());
+    down();
+    vx_strbuf r = {0};
+    CHECK(read_until(fd, &r, "\"type\":\"shutting_down\"", 5000));
+    CHECK(r.data && strstr(r.data, "HTTP/1.1 503"));
+    CHECK_EQ_INT(atomic_load(&ready_calls), 1);
+    CHECK_EQ_INT(atomic_load(&ready_why), VX_DEFERRED_ENDED);
+    vx_strbuf_free(&r);
+    close(fd);
+}
+
 TEST_MAIN(TEST_ENTRY(test_ready_callback_answers_on_an_http_thread_after_a_wake),
+          TEST_ENTRY(test_server_stop_answers_in_the_route_envelope_and_ends_the_wait),
           TEST_ENTRY(test_ready_callback_runs_at_the_timeout_when_nothing_wakes_it),
           TEST_ENTRY(test_wake_before_the_handler_returns_answers_at_once),
           TEST_ENTRY(test_ready_callback_learns_that_the_client_left),
