@@ -44,9 +44,12 @@ void vx_api_spool_init(vx_api_spool *s);
 void vx_api_spool_clear(vx_api_spool *s);
 /* One chunk of the 'file' part: limits, hashing, writing. */
 int vx_api_spool_part(vx_app *app, vx_api_spool *s, const vx_upload_chunk *c, vx_err *err);
-/* Upload complete: 400 missing_file, 422 empty_file, 503 on fsync failure;
- * else fills the file fields of *sub (borrowing from s). */
-int vx_api_spool_finish(vx_api_spool *s, vx_job_submission *sub, vx_err *err);
+/* Upload complete (400 missing_file, 422 empty_file, 503 when it cannot be
+ * synced): fills the file fields of *s and runs vx_jobs_submit, which
+ * consumes the spool file. Answers the error and returns -1 on failure.
+ * Caller clears *job. */
+int vx_api_spool_submit(vx_request *req, const vx_principal *who, vx_api_spool *spool, vx_job_submission *s,
+                        vx_job *job, bool *replayed);
 /* Appends a chunk of a text field (at most 64 KiB, else 413 field_too_large). */
 int vx_api_field_append(char **dst, size_t *len, const vx_upload_chunk *c, vx_err *err);
 /* Upload begin hook's common part: authenticates into *who and refuses a

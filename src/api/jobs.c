@@ -129,7 +129,8 @@ int vx_api_spool_part(vx_app *app, vx_api_spool *s, const vx_upload_chunk *c, vx
     return 0;
 }
 
-int vx_api_spool_finish(vx_api_spool *s, vx_job_submission *sub, vx_err *err) {
+/* Closes the spool and fills the file fields of *sub (borrowing from s). */
+static int spool_finish(vx_api_spool *s, vx_job_submission *sub, vx_err *err) {
     if (!s->have_file) return vx_err_set(err, VX_E_INVALID, "missing_file", "the 'file' part is required");
     if (s->bytes == 0) return vx_err_set(err, VX_E_UNPROCESSABLE, "empty_file", "the uploaded file is empty");
     int rc = fsync(s->fd) != 0 ? -1 : 0;
@@ -145,6 +146,19 @@ int vx_api_spool_finish(vx_api_spool *s, vx_job_submission *sub, vx_err *err) {
     return 0;
 }
 
+int vx_api_spool_submit(vx_request *req, const vx_principal *who, vx_api_spool *spool, vx_job_submission *s,
+                        vx_job *job, bool *replayed) {
+    vx_err err = {0};
+    if (spool_finish(spool, s, &err) != 0) {
+        vx_respond_error(req, &err);
+        return -1;
+    }
+    int rc = vx_jobs_submit(vx_req_app(req), who, s, job, replayed, &err);
+    spool->path[0] = '\0'; /* consumed by vx_jobs_submit either way */
+    if (rc != 0) vx_respond_error(req, &err);
+    return rc;
+}
+
 int vx_api_job_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err *err) {
     upload_state *u = vx_req_data(req);
     if (strcmp(c->name, "file") == 0) return vx_api_spool_part(vx_req_app(req), &u->spool, c, err);
@@ -156,8 +170,6 @@ int vx_api_job_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err *er
 
 void vx_api_job_submit(vx_request *req) {
     upload_state *u = vx_req_data(req);
-    vx_app *app = vx_req_app(req);
-    vx_err err = {0};
     if (!u->spool.have_file) {
         vx_respond_errorf(req, VX_E_INVALID, "missing_file", "the 'file' part is required");
         return;
@@ -170,18 +182,9 @@ void vx_api_job_submit(vx_request *req) {
         .model = u->model, .params_text = u->params, .webhook_url = u->webhook_url,
         .idempotency_key = u->idempotency_key,
     };
-    if (vx_api_spool_finish(&u->spool, &s, &err) != 0) {
-        vx_respond_error(req, &err);
-        return;
-    }
     vx_job job = {0};
     bool replayed = false;
-    int rc = vx_jobs_submit(app, &u->who, &s, &job, &replayed, &err);
-    u->spool.path[0] = '\0'; /* consumed by vx_jobs_submit either way */
-    if (rc != 0) {
-        vx_respond_error(req, &err);
-        return;
-    }
+    if (vx_api_spool_submit(req, &u->who, &u->spool, &s, &job, &replayed) != 0) return;
     char location[96];
     snprintf(location, sizeof location, "/v1/jobs/%s", job.id);
     vx_resp_header(req, "Location", location);

@@ -311,7 +311,7 @@ void vx_api_openai_transcribe(vx_request *req) {
         vx_respond_errorf(req, VX_E_INVALID, "missing_file", "you must provide a file parameter");
         return;
     }
-    if (validate(u, &r, &err) != 0 || vx_api_spool_finish(&u->spool, &s, &err) != 0) {
+    if (validate(u, &r, &err) != 0) {
         vx_respond_error(req, &err);
         return;
     }
@@ -320,12 +320,7 @@ void vx_api_openai_transcribe(vx_request *req) {
     s.params_text = params;
     vx_job job = {0};
     bool replayed = false;
-    int rc = vx_jobs_submit(app, &u->who, &s, &job, &replayed, &err);
-    u->spool.path[0] = '\0'; /* consumed by vx_jobs_submit either way */
-    if (rc != 0) {
-        vx_respond_error(req, &err);
-        return;
-    }
+    if (vx_api_spool_submit(req, &u->who, &u->spool, &s, &job, &replayed) != 0) return;
     waiter *w = calloc(1, sizeof *w);
     vx_deferred *d = w ? vx_respond_deferred(req) : NULL;
     if (!d) { /* answered 500 (or not yet: out of memory); the job goes on */

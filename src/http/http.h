@@ -127,7 +127,8 @@ void vx_respond_stream(vx_request *req, int status, const char *content_type, in
 /* A request answered later by another thread (e.g. a synchronous
  * transcription that waits for its job). The connection is suspended
  * (costs no CPU) until the answer arrives or the client leaves; MHD's idle
- * timeout does not run meanwhile, so the waiting code bounds the wait. */
+ * timeout does not run meanwhile, so the waiting code bounds the wait
+ * (vx_deferred_on_ready). */
 typedef struct vx_deferred vx_deferred;
 /* Suspends req's answer. Returns the handle (caller releases it with
  * vx_deferred_release), or NULL after answering 500 itself (out of memory).
