@@ -339,7 +339,15 @@ static void test_help_lists_every_flag_with_its_variable_and_default(void) {
     f = open_memstream(&text, &len);
     vx_config_print_help(f);
     fclose(f);
-    CHECK_EQ_INT(flags, 34);
+    CHECK_EQ_INT(flags, 35);
+    CHECK(strstr(text, "--sync-timeout SECONDS") != NULL);
+    vx_config c;
+    vx_err err = {0};
+    CHECK_EQ_INT(load_args(&c, &err, NULL), 0);
+    CHECK_EQ_INT(c.sync_timeout_s, 600);
+    CHECK_EQ_INT(load_args(&c, &err, "--sync-timeout", "2m", NULL), 0);
+    CHECK_EQ_INT(c.sync_timeout_s, 120);
+    CHECK_EQ_INT(load_args(&c, &err, "--sync-timeout", "0", NULL), -1);
     CHECK(strstr(text, "VOXD_ADMIN_PASSWORD") != NULL);
     CHECK(strstr(text, "127.0.0.1:8080") != NULL);
     CHECK(strstr(text, "--max-upload BYTES") && strstr(text, "256M"));
