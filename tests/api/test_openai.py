@@ -6,7 +6,9 @@ answers with OpenAI's shape and the same text as an ordinary transcribe job;
 each call is an ordinary job in the history, held and captured once; bad
 input is refused in OpenAI's error shape with nothing charged; an API-only
 node answers from the events of a worker process (redis bus); a client that
-leaves, or a wait that times out, leaves the job to finish and be billed once."""
+leaves, or a wait that times out, leaves the job to finish and be billed once;
+a job canceled meanwhile answers 409 with its hold released; a server stop
+answers a waiting request 503 in OpenAI's shape."""
 import http.client
 import json
 import os
@@ -340,3 +342,40 @@ def test_an_upload_over_the_limit_is_413_in_openai_shape_with_nothing_charged(st
                         "upload_too_large")
     assert expect(u.api.get("/v1/jobs"), 200)["data"] == []
     assert u.balance() == (bal0, 0)
+
+
+def test_server_stop_answers_a_waiting_request_503_in_openai_shape(start_server, speech):
+    srv = start_server(["--workers", "0"] + GRANT)
+    u = make_user(srv)
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("a", transcribe(srv, u.key, [("model", "whisper-1")],
+                                                                       wav_file(speech), timeout=60)))
+    t.start()
+    job = only_job(u)
+    assert job["status"] == "queued"
+    srv.stop()
+    t.join(60)
+    a = got["a"]
+    assert a.status == 503, a.body
+    err = a.json()["error"]
+    assert err["type"] == "server_error" and err["code"] == "shutting_down", err
+    assert a.headers["x-voxd-job-id"] == job["id"]
+
+
+def test_a_job_canceled_while_the_request_waits_answers_409_and_releases_the_hold(start_server, speech):
+    srv = start_server(["--workers", "0"] + GRANT)
+    u = make_user(srv)
+    bal0, _ = u.balance()
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("a", transcribe(srv, u.key, [("model", "whisper-1")],
+                                                                       wav_file(speech), timeout=60)))
+    t.start()
+    job = only_job(u)
+    assert u.balance()[1] > 0  # held while it waits
+    expect(u.api.post("/v1/jobs/%s/cancel" % job["id"]), 200)
+    t.join(60)
+    a = got["a"]
+    assert_openai_error(a, 409, None, "job_canceled")
+    assert kinds(job_entries(ledger(u.api), job["id"])) == ["hold", "release"]
+    assert u.balance() == (bal0, 0)
+    assert_books(srv.admin(), u)
