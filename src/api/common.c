@@ -1,10 +1,14 @@
 /* common.c - shared handler helpers (see common.h). */
 #include "common.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "../util/clock.h"
 #include "../util/credits.h"
+#include "../util/log.h"
 
 int vx_api_auth(vx_request *req, vx_principal *who) {
     vx_err err = {0};
@@ -162,4 +166,28 @@ json_t *vx_api_job_json(const vx_job *job, bool with_user) {
 json_t *vx_api_page_json(json_t *data, const char *next_cursor) {
     return json_pack("{s:o, s:o}", "data", data, "next_cursor",
                      next_cursor ? json_string(next_cursor) : json_null());
+}
+
+int vx_api_spool_open(vx_app *app, char *path, size_t cap, vx_err *err) {
+    snprintf(path, cap, "%s/upload-XXXXXX", app->tmp_dir);
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) {
+        path[0] = '\0';
+        vx_error("cannot create an upload spool file: %s", strerror(errno));
+        return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+    }
+    return fd;
+}
+
+int vx_api_spool_write(int fd, const char *data, size_t size, vx_err *err) {
+    for (size_t off = 0; off < size;) {
+        ssize_t w = write(fd, data + off, size - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            vx_error("writing an upload spool file failed: %s", strerror(errno));
+            return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+        }
+        off += (size_t)w;
+    }
+    return 0;
 }

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "../core/jobs.h"
+#include "../core/uploads.h"
 #include "../http/range.h"
+#include "../util/clock.h"
 #include "../util/crypto.h"
 #include "../util/log.h"
 #include "common.h"
@@ -27,8 +29,8 @@ typedef struct upload_state {
     bool have_file;
     int64_t bytes;
     vx_sha256 hash;
-    char *model, *params, *webhook_url;   /* text fields, malloc'd */
-    size_t model_len, params_len, webhook_len;
+    char *model, *params, *webhook_url, *upload_id;   /* text fields, malloc'd */
+    size_t model_len, params_len, webhook_len, upload_id_len;
 } upload_state;
 
 static void upload_free(void *p) {
@@ -38,6 +40,7 @@ static void upload_free(void *p) {
     free(u->model);
     free(u->params);
     free(u->webhook_url);
+    free(u->upload_id);
     free(u);
 }
 
@@ -96,13 +99,7 @@ int vx_api_job_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err *er
             u->have_file = true;
             snprintf(u->filename, sizeof u->filename, "%s", c->filename);
             snprintf(u->content_type, sizeof u->content_type, "%s", c->content_type ? c->content_type : "");
-            snprintf(u->spool, sizeof u->spool, "%s/upload-XXXXXX", app->tmp_dir);
-            u->fd = mkostemp(u->spool, O_CLOEXEC);
-            if (u->fd < 0) {
-                u->spool[0] = '\0';
-                vx_error("cannot create an upload spool file: %s", strerror(errno));
-                return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
-            }
+            if ((u->fd = vx_api_spool_open(app, u->spool, sizeof u->spool, err)) < 0) return -1;
             vx_sha256_init(&u->hash);
         }
         if (u->fd < 0) return vx_err_set(err, VX_E_INVALID, "invalid_multipart", "unexpected file data");
@@ -111,26 +108,105 @@ int vx_api_job_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err *er
             return vx_err_set(err, VX_E_TOO_LARGE, "upload_too_large", "the upload exceeds the limit of %lld bytes",
                               (long long)app->cfg->max_upload_bytes);
         vx_sha256_update(&u->hash, c->data, c->size);
-        for (size_t off = 0; off < c->size;) {
-            ssize_t w = write(u->fd, c->data + off, c->size - off);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                vx_error("writing an upload spool file failed: %s", strerror(errno));
-                return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
-            }
-            off += (size_t)w;
-        }
-        return 0;
+        return vx_api_spool_write(u->fd, c->data, c->size, err);
     }
     if (strcmp(c->name, "model") == 0) return append_field(&u->model, &u->model_len, c, err);
     if (strcmp(c->name, "params") == 0) return append_field(&u->params, &u->params_len, c, err);
     if (strcmp(c->name, "webhook_url") == 0) return append_field(&u->webhook_url, &u->webhook_len, c, err);
+    if (strcmp(c->name, "upload_id") == 0) return append_field(&u->upload_id, &u->upload_id_len, c, err);
     return 0; /* other fields are ignored, as form posts often carry extras */
+}
+
+/* Answers a submission: 202 with the job, or the error. */
+static void answer_submit(vx_request *req, int rc, const vx_job *job, bool replayed, const vx_err *err) {
+    if (rc != 0) {
+        vx_respond_error(req, err);
+        return;
+    }
+    char location[96];
+    snprintf(location, sizeof location, "/v1/jobs/%s", job->id);
+    vx_resp_header(req, "Location", location);
+    if (replayed) vx_resp_header(req, "Idempotent-Replayed", "true");
+    vx_respond_json(req, 202, vx_api_job_json(job, false));
+}
+
+/* A job whose input is a direct upload (POST /v1/uploads). */
+static void submit_upload(vx_request *req, upload_state *u, const char *upload_id) {
+    vx_app *app = vx_req_app(req);
+    if (!u->model || !*u->model) {
+        vx_respond_errorf(req, VX_E_INVALID, "missing_model", "the 'model' field is required");
+        return;
+    }
+    vx_upload up;
+    char path[VX_PATH_SIZE + 64];
+    bool is_temp = false;
+    int64_t bytes = 0;
+    vx_err err = {0};
+    if (vx_uploads_open_for_job(app, &u->who, upload_id, u->idempotency_key != NULL, &up, path, sizeof path, &is_temp, &bytes, &err) != 0) {
+        if (is_temp) unlink(path);
+        vx_respond_error(req, &err);
+        return;
+    }
+    vx_job_submission s = {
+        .model = u->model, .params_text = u->params, .webhook_url = u->webhook_url, .spool_path = path,
+        .filename = up.filename[0] ? up.filename : "upload", .content_type = up.content_type, .bytes = bytes,
+        .idempotency_key = u->idempotency_key, .upload_id = up.id, .upload_key = up.key, .spool_is_temp = is_temp,
+    };
+    vx_job job = {0};
+    bool replayed = false;
+    int rc = vx_jobs_submit(app, &u->who, &s, &job, &replayed, &err);
+    answer_submit(req, rc, &job, replayed, &err);
+    vx_job_clear(&job);
+}
+
+/* application/json: {"model","upload_id","params"?,"webhook_url"?}; a JSON
+ * body cannot carry the audio itself. */
+static void submit_json(vx_request *req, upload_state *u) {
+    json_t *body = vx_api_body_object(req);
+    if (!body) return;
+    const char *model = NULL, *upload_id = NULL, *webhook = NULL;
+    json_t *params = json_object_get(body, "params");
+    if (vx_api_string_field(req, body, "model", false, &model) != 0 ||
+        vx_api_string_field(req, body, "upload_id", false, &upload_id) != 0 ||
+        vx_api_string_field(req, body, "webhook_url", false, &webhook) != 0)
+        goto out;
+    if (!upload_id) {
+        vx_respond_errorf(req, VX_E_INVALID, "missing_upload_id",
+                          "a JSON submission names an upload_id (send the file itself as multipart/form-data)");
+        goto out;
+    }
+    if (params && !json_is_null(params) && !json_is_object(params) && !json_is_string(params)) {
+        vx_respond_errorf(req, VX_E_INVALID, "invalid_params_json", "params must be a JSON object");
+        goto out;
+    }
+    u->model = model ? strdup(model) : NULL;
+    u->webhook_url = webhook ? strdup(webhook) : NULL;
+    u->params = json_is_string(params) ? strdup(json_string_value(params))
+                : json_is_object(params) ? json_dumps(params, JSON_COMPACT) : NULL;
+    if ((model && !u->model) || (webhook && !u->webhook_url) || (json_is_object(params) && !u->params)) {
+        vx_respond_errorf(req, VX_E_INTERNAL, "internal", "out of memory");
+        goto out;
+    }
+    submit_upload(req, u, upload_id);
+out:
+    json_decref(body);
 }
 
 void vx_api_job_submit(vx_request *req) {
     upload_state *u = vx_req_data(req);
     vx_app *app = vx_req_app(req);
+    if (vx_req_body_is_json(req)) {
+        submit_json(req, u);
+        return;
+    }
+    if (u->upload_id && u->have_file) {
+        vx_respond_errorf(req, VX_E_INVALID, "invalid_request", "send either a 'file' part or an 'upload_id', not both");
+        return;
+    }
+    if (u->upload_id) {
+        submit_upload(req, u, u->upload_id);
+        return;
+    }
     if (!u->have_file) {
         vx_respond_errorf(req, VX_E_INVALID, "missing_file", "the 'file' part is required");
         return;
@@ -161,15 +237,7 @@ void vx_api_job_submit(vx_request *req) {
     vx_err err = {0};
     int rc = vx_jobs_submit(app, &u->who, &s, &job, &replayed, &err);
     u->spool[0] = '\0'; /* consumed by vx_jobs_submit either way */
-    if (rc != 0) {
-        vx_respond_error(req, &err);
-        return;
-    }
-    char location[96];
-    snprintf(location, sizeof location, "/v1/jobs/%s", job.id);
-    vx_resp_header(req, "Location", location);
-    if (replayed) vx_resp_header(req, "Idempotent-Replayed", "true");
-    vx_respond_json(req, 202, vx_api_job_json(&job, false));
+    answer_submit(req, rc, &job, replayed, &err);
     vx_job_clear(&job);
 }
 
@@ -267,7 +335,28 @@ static void blob_stream_free(void *user) {
     free(s);
 }
 
+/* ?redirect=1 with a blob store that presigns: 302 to a short-lived direct
+ * URL. Returns false (nothing answered) when the object is to be sent here. */
+static bool redirected(vx_request *req, const char *key) {
+    const char *r = vx_req_query(req, "redirect");
+    vx_app *app = vx_req_app(req);
+    if (!r || (strcmp(r, "1") != 0 && strcmp(r, "true") != 0) || !app->blob->ops->presign_get) return false;
+    vx_err err = {0};
+    int64_t ttl = app->cfg->download_url_ttl_s;
+    char *url = vx_blob_presign(app->blob, "GET", key, ttl, &err);
+    if (!url) {
+        vx_respond_error(req, &err);
+        return true;
+    }
+    vx_resp_header(req, "Location", url);
+    vx_resp_header(req, "Cache-Control", "no-store");
+    vx_respond_json(req, 302, json_pack("{s:s, s:o}", "url", url, "expires_at", vx_api_time(vx_now_ms() + ttl * 1000)));
+    free(url);
+    return true;
+}
+
 static void send_object(vx_request *req, const char *key, const char *content_type, const char *download_name) {
+    if (redirected(req, key)) return;
     vx_app *app = vx_req_app(req);
     vx_blob_reader r = {.fd = -1};
     vx_err err = {0};

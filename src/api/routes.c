@@ -29,7 +29,7 @@ static const vx_route routes[] = {
     GET("/v1/models/{name}", vx_api_model_get),
 
     {.method = "POST", .pattern = "/v1/jobs", .body = VX_BODY_UPLOAD, .begin = vx_api_job_upload_begin,
-     .upload_part = vx_api_job_upload_part, .handle = vx_api_job_submit},
+     .upload_part = vx_api_job_upload_part, .handle = vx_api_job_submit, .json_too = true},
     GET("/v1/jobs", vx_api_job_list),
     GET("/v1/jobs/{id}", vx_api_job_get),
     POST("/v1/jobs/{id}/cancel", vx_api_job_cancel),
@@ -51,6 +51,11 @@ static const vx_route routes[] = {
     GET("/v1/admin/users/{id}/audit", vx_api_admin_audit),
     PUT("/v1/admin/models/{name}/price", vx_api_admin_price),
     GET("/v1/admin/jobs", vx_api_admin_jobs),
+
+    POST("/v1/uploads", vx_api_upload_create),
+    GET("/v1/uploads/{id}", vx_api_upload_get),
+    {.method = "PUT", .pattern = "/v1/uploads/{id}", .body = VX_BODY_RAW, .begin = vx_api_upload_put_begin,
+     .upload_part = vx_api_upload_put_part, .handle = vx_api_upload_put},
 };
 
 const vx_route *vx_api_routes(size_t *n) {
