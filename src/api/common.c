@@ -191,3 +191,21 @@ int vx_api_spool_write(int fd, const char *data, size_t size, vx_err *err) {
     }
     return 0;
 }
+
+int vx_api_base_url(vx_request *req, char *out, size_t cap) {
+    vx_app *app = vx_req_app(req);
+    if (app->cfg->public_url[0]) {
+        snprintf(out, cap, "%s", app->cfg->public_url);
+        return 0;
+    }
+    const char *host = vx_req_header(req, "Host");
+    bool ok = host && *host && strlen(host) < 256;
+    for (const unsigned char *p = (const unsigned char *)host; ok && *p; p++)
+        ok = *p > 0x20 && *p < 0x7f && *p != '/' && *p != '?' && *p != '#' && *p != '@';
+    if (!ok) {
+        vx_respond_errorf(req, VX_E_INVALID, "invalid_host", "a valid Host header is needed to build the URL");
+        return -1;
+    }
+    snprintf(out, cap, "http://%s", host);
+    return 0;
+}

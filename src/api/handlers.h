@@ -61,5 +61,7 @@ void vx_api_upload_get(vx_request *req);
 int vx_api_upload_put_begin(vx_request *req, vx_err *err);
 int vx_api_upload_put_part(vx_request *req, const vx_upload_chunk *chunk, vx_err *err);
 void vx_api_upload_put(vx_request *req);
+/* jobs.c (signed direct downloads) */
+void vx_api_download(vx_request *req);
 
 #endif

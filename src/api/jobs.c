@@ -335,15 +335,20 @@ static void blob_stream_free(void *user) {
     free(s);
 }
 
-/* ?redirect=1 with a blob store that presigns: 302 to a short-lived direct
- * URL. Returns false (nothing answered) when the object is to be sent here. */
-static bool redirected(vx_request *req, const char *key) {
+/* ?redirect=1: 302 to a short-lived direct URL of `part` ("result" or
+ * "input") of the job: presigned by the blob store when it can, else voxd's
+ * own signed /v1/downloads URL. Returns false (nothing answered) without
+ * ?redirect=1. */
+static bool redirected(vx_request *req, const vx_job *job, const char *part, const char *key) {
     const char *r = vx_req_query(req, "redirect");
     vx_app *app = vx_req_app(req);
-    if (!r || (strcmp(r, "1") != 0 && strcmp(r, "true") != 0) || !app->blob->ops->presign_get) return false;
+    if (!r || (strcmp(r, "1") != 0 && strcmp(r, "true") != 0)) return false;
     vx_err err = {0};
     int64_t ttl = app->cfg->download_url_ttl_s;
-    char *url = vx_blob_presign(app->blob, "GET", key, ttl, &err);
+    char base[VX_URL_SIZE], *url = NULL;
+    if (app->blob->ops->presign_get) url = vx_blob_presign(app->blob, "GET", key, ttl, &err);
+    else if (vx_api_base_url(req, base, sizeof base) != 0) return true;
+    else url = vx_downloads_url(app, base, job->id, part, ttl, &err);
     if (!url) {
         vx_respond_error(req, &err);
         return true;
@@ -356,7 +361,6 @@ static bool redirected(vx_request *req, const char *key) {
 }
 
 static void send_object(vx_request *req, const char *key, const char *content_type, const char *download_name) {
-    if (redirected(req, key)) return;
     vx_app *app = vx_req_app(req);
     vx_blob_reader r = {.fd = -1};
     vx_err err = {0};
@@ -437,6 +441,13 @@ static void default_format(const vx_job *job, char *out, size_t cap) {
     json_decref(params);
 }
 
+static void send_result_file(vx_request *req, const vx_job *job) {
+    char name[128];
+    const char *ext = strrchr(job->output_key, '.');
+    snprintf(name, sizeof name, "%s%s", job->id, ext ? ext : "");
+    send_object(req, job->output_key, job->output_content_type, name);
+}
+
 void vx_api_job_result(vx_request *req) {
     const char *format = vx_req_query(req, "format");
     vx_principal who;
@@ -455,11 +466,8 @@ void vx_api_job_result(vx_request *req) {
     } else if (!job.output_key[0] || format) { /* format=json: the document, also for audio models */
         json_t *doc = job.result_json ? json_loads(job.result_json, 0, NULL) : NULL;
         vx_respond_json(req, 200, doc ? doc : json_object());
-    } else {
-        char name[128];
-        const char *ext = strrchr(job.output_key, '.');
-        snprintf(name, sizeof name, "%s%s", job.id, ext ? ext : "");
-        send_object(req, job.output_key, job.output_content_type, name);
+    } else if (!redirected(req, &job, "result", job.output_key)) {
+        send_result_file(req, &job);
     }
     vx_job_clear(&job);
 }
@@ -468,6 +476,29 @@ void vx_api_job_input(vx_request *req) {
     vx_principal who;
     vx_job job = {0};
     if (visible_job(req, &who, &job) != 0) return;
-    send_object(req, job.input_key, job.input_content_type, job.input_name);
+    if (!redirected(req, &job, "input", job.input_key))
+        send_object(req, job.input_key, job.input_content_type, job.input_name);
+    vx_job_clear(&job);
+}
+
+/* GET /v1/downloads/{id}/{part}?expires=&signature=: a ?redirect=1 URL of a
+ * blob store without presigning; the signature stands in for credentials. */
+void vx_api_download(vx_request *req) {
+    vx_app *app = vx_req_app(req);
+    const char *id = vx_req_capture(req, "id"), *part = vx_req_capture(req, "part");
+    vx_err err = {0};
+    if (vx_downloads_authorize(app, id, part, vx_req_query(req, "expires"), vx_req_query(req, "signature"),
+                               &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    vx_job job = {0};
+    if (app->store->ops->job_get(app->store, id, &job, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    if (strcmp(part, "input") == 0) send_object(req, job.input_key, job.input_content_type, job.input_name);
+    else if (job.status == VX_JOB_SUCCEEDED && job.output_key[0]) send_result_file(req, &job);
+    else vx_respond_errorf(req, VX_E_NOT_FOUND, "not_found", "the job has no result file");
     vx_job_clear(&job);
 }

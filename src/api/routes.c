@@ -56,6 +56,7 @@ static const vx_route routes[] = {
     GET("/v1/uploads/{id}", vx_api_upload_get),
     {.method = "PUT", .pattern = "/v1/uploads/{id}", .body = VX_BODY_RAW, .begin = vx_api_upload_put_begin,
      .upload_part = vx_api_upload_put_part, .handle = vx_api_upload_put},
+    GET("/v1/downloads/{id}/{part}", vx_api_download),
 };
 
 const vx_route *vx_api_routes(size_t *n) {

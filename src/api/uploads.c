@@ -29,25 +29,6 @@ static json_t *upload_json(vx_app *app, const vx_upload *u) {
     return o;
 }
 
-/* Where clients reach this server: --public-url, else http:// + Host. */
-static int base_url(vx_request *req, char *out, size_t cap) {
-    vx_app *app = vx_req_app(req);
-    if (app->cfg->public_url[0]) {
-        snprintf(out, cap, "%s", app->cfg->public_url);
-        return 0;
-    }
-    const char *host = vx_req_header(req, "Host");
-    bool ok = host && *host && strlen(host) < 256;
-    for (const unsigned char *p = (const unsigned char *)host; ok && *p; p++)
-        ok = *p > 0x20 && *p < 0x7f && *p != '/' && *p != '?' && *p != '#' && *p != '@';
-    if (!ok) {
-        vx_respond_errorf(req, VX_E_INVALID, "invalid_host", "a valid Host header is needed to build the upload URL");
-        return -1;
-    }
-    snprintf(out, cap, "http://%s", host);
-    return 0;
-}
-
 void vx_api_upload_create(vx_request *req) {
     vx_principal who;
     if (vx_api_auth(req, &who) != 0) return;
@@ -68,7 +49,7 @@ void vx_api_upload_create(vx_request *req) {
         rq.declared_bytes = json_integer_value(size);
     }
     char base[VX_URL_SIZE];
-    if (base_url(req, base, sizeof base) != 0) goto out;
+    if (vx_api_base_url(req, base, sizeof base) != 0) goto out;
     vx_app *app = vx_req_app(req);
     vx_upload u;
     char *url = NULL;

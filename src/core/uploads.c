@@ -18,15 +18,36 @@
 
 bool vx_uploads_served_here(const vx_app *app) { return app->blob->ops->presign_put == NULL; }
 
-/* hex(HMAC-SHA256(server secret, "voxd-upload\n<id>\n<expires>")): a
+/* hex(HMAC-SHA256(server secret, "voxd-<purpose>\n<id>\n<expires>")): a
  * domain-separated use of the JWT secret, so no token of one kind passes
- * for the other. */
-static void sign(const vx_app *app, const char *id, int64_t expires_s, char out[SIGNATURE_HEX + 1]) {
-    char msg[160];
-    int len = snprintf(msg, sizeof msg, "voxd-upload\n%s\n%lld", id, (long long)expires_s);
+ * for another. */
+static void sign_for(const vx_app *app, const char *purpose, const char *id, int64_t expires_s,
+                     char out[SIGNATURE_HEX + 1]) {
+    char msg[200];
+    int len = snprintf(msg, sizeof msg, "voxd-%s\n%s\n%lld", purpose, id, (long long)expires_s);
     unsigned char mac[32];
     vx_hmac_sha256(app->jwt_secret, sizeof app->jwt_secret, msg, (size_t)len, mac);
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void sign(const vx_app *app, const char *id, int64_t expires_s, char out[SIGNATURE_HEX + 1]) {
+    sign_for(app, "upload", id, expires_s, out);
+}
+
+/* Checks expires (Unix seconds, decimal) and signature of a signed URL.
+ * 403 invalid_signature, 410 expired_code. */
+static int verify(const vx_app *app, const char *purpose, const char *id, const char *expires, const char *signature,
+                  const char *expired_code, vx_err *err) {
+    char *end = NULL;
+    long long exp = expires && *expires ? strtoll(expires, &end, 10) : 0;
+    char want[SIGNATURE_HEX + 1];
+    if (!end || *end || exp <= 0 || !signature || strlen(signature) != SIGNATURE_HEX)
+        return vx_err_set(err, VX_E_FORBIDDEN, "invalid_signature", "the URL is not valid");
+    sign_for(app, purpose, id, exp, want);
+    if (!vx_ct_equal(want, signature, SIGNATURE_HEX))
+        return vx_err_set(err, VX_E_FORBIDDEN, "invalid_signature", "the URL is not valid");
+    if (exp * 1000 <= vx_now_ms()) return vx_err_set(err, VX_E_GONE, expired_code, "the URL has expired");
+    return 0;
 }
 
 static bool content_type_valid(const char *ct) {
@@ -114,17 +135,10 @@ static int check_takeable(const vx_upload *u, int64_t now, vx_err *err) {
 
 int vx_uploads_authorize_put(vx_app *app, const char *id, const char *expires, const char *signature,
                              vx_upload *out, vx_err *err) {
-    char *end = NULL;
-    long long exp = expires && *expires ? strtoll(expires, &end, 10) : 0;
-    char want[SIGNATURE_HEX + 1];
-    if (!vx_id_valid(id, "upl") || !end || *end || exp <= 0 || !signature || strlen(signature) != SIGNATURE_HEX)
-        return vx_err_set(err, VX_E_FORBIDDEN, "invalid_signature", "the upload URL is not valid");
-    sign(app, id, exp, want);
-    if (!vx_ct_equal(want, signature, SIGNATURE_HEX))
-        return vx_err_set(err, VX_E_FORBIDDEN, "invalid_signature", "the upload URL is not valid");
+    if (!vx_id_valid(id, "upl"))
+        return vx_err_set(err, VX_E_FORBIDDEN, "invalid_signature", "the URL is not valid");
+    if (verify(app, "upload", id, expires, signature, "upload_expired", err) != 0) return -1;
     int64_t now = vx_now_ms();
-    if (exp * 1000 <= now)
-        return vx_err_set(err, VX_E_GONE, "upload_expired", "the upload URL has expired; create a new upload");
     vx_err e = {0};
     if (app->store->ops->upload_get(app->store, id, out, &e) != 0) {
         if (e.status == VX_E_NOT_FOUND) return vx_err_set(err, VX_E_NOT_FOUND, "upload_not_found", "no such upload");
@@ -138,6 +152,32 @@ int vx_uploads_store(vx_app *app, const vx_upload *u, const char *spool_path, vx
     if (app->blob->ops->put_file(app->blob, u->key, spool_path, err) != 0) return -1;
     vx_info("upload %s stored for user %s", u->id, u->user_id);
     return 0;
+}
+
+char *vx_downloads_url(vx_app *app, const char *base_url, const char *job_id, const char *part, int64_t ttl_s,
+                       vx_err *err) {
+    char what[VX_ID_SIZE + 16], sig[SIGNATURE_HEX + 1];
+    int64_t expires_s = vx_now_ms() / 1000 + ttl_s;
+    snprintf(what, sizeof what, "%s/%s", job_id, part);
+    sign_for(app, "download", what, expires_s, sig);
+    size_t cap = strlen(base_url) + 256;
+    char *url = malloc(cap);
+    if (!url) {
+        vx_err_set(err, VX_E_INTERNAL, "internal", "out of memory");
+        return NULL;
+    }
+    snprintf(url, cap, "%s/v1/downloads/%s/%s?expires=%lld&signature=%s", base_url, job_id, part,
+             (long long)expires_s, sig);
+    return url;
+}
+
+int vx_downloads_authorize(vx_app *app, const char *job_id, const char *part, const char *expires,
+                           const char *signature, vx_err *err) {
+    char what[VX_ID_SIZE + 16];
+    if (!vx_id_valid(job_id, "job") || (strcmp(part, "result") != 0 && strcmp(part, "input") != 0))
+        return vx_err_set(err, VX_E_FORBIDDEN, "invalid_signature", "the URL is not valid");
+    snprintf(what, sizeof what, "%s/%s", job_id, part);
+    return verify(app, "download", what, expires, signature, "download_expired", err);
 }
 
 int vx_uploads_open_for_job(vx_app *app, const vx_principal *who, const char *id, bool idempotent, vx_upload *u,

@@ -44,6 +44,15 @@ int vx_uploads_authorize_put(vx_app *app, const char *id, const char *expires, c
  * vx_blob put_file does). */
 int vx_uploads_store(vx_app *app, const vx_upload *u, const char *spool_path, vx_err *err);
 
+/* Direct downloads served by voxd (blob stores without presigning): a URL
+ * "<base_url>/v1/downloads/<job_id>/<part>?expires=&signature=" (part
+ * "result" or "input") valid ttl_s seconds; caller frees. authorize checks
+ * one: 403 invalid_signature, 410 download_expired. */
+char *vx_downloads_url(vx_app *app, const char *base_url, const char *job_id, const char *part, int64_t ttl_s,
+                       vx_err *err);
+int vx_downloads_authorize(vx_app *app, const char *job_id, const char *part, const char *expires,
+                           const char *signature, vx_err *err);
+
 /* For POST /v1/jobs with upload_id: the upload must be the caller's (404
  * upload_not_found), unused (409 upload_used), unexpired (410
  * upload_expired), have its bytes (409 upload_incomplete), within the size

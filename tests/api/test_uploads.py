@@ -2,7 +2,8 @@
 URL a plain HTTP client PUTs to (presigned S3 with the s3 backend, voxd's own
 signed PUT with the file backend), POST /v1/jobs takes the upload_id (JSON or
 multipart) exactly once, every refusal is a clear 4xx with nothing charged,
-?redirect=1 downloads, and the orphan sweeper removes expired uploads.
+?redirect=1 sends a plain client to a short-lived URL (presigned S3, or voxd's
+signed /v1/downloads), and the orphan sweeper removes expired uploads.
 Runs on whatever backend VOXD_EXTRA_FLAGS selects."""
 import json
 import os
@@ -98,18 +99,17 @@ def test_direct_upload_end_to_end_with_a_plain_http_client(server, admin, user, 
 
     direct = u.api.get("/v1/jobs/%s/result" % job["id"])
     assert direct.status_code == 200 and direct.content[:4] == b"fLaC"
-    r = u.api.get("/v1/jobs/%s/result?redirect=1" % job["id"], allow_redirects=False)
-    if ON_S3:
+    for part, want in (("result", direct.content), ("input", wav_bytes)):
+        r = u.api.get("/v1/jobs/%s/%s?redirect=1" % (job["id"], part), allow_redirects=False)
         assert r.status_code == 302, r.text
         location = r.headers["Location"]
-        assert "X-Amz-Signature=" in location and expect(r, 302)["url"] == location
-        status, body = plain_get(location)  # no credentials: the URL itself authorises
-        assert status == 200 and body == direct.content
-        r = u.api.get("/v1/jobs/%s/input?redirect=1" % job["id"], allow_redirects=False)
-        assert r.status_code == 302
-        assert plain_get(r.headers["Location"]) == (200, wav_bytes)
-    else:  # the file backend answers the file itself
-        assert r.status_code == 200 and r.content == direct.content
+        assert expect(r, 302)["url"] == location and r.headers.get("Cache-Control") == "no-store"
+        if ON_S3:
+            assert "X-Amz-Signature=" in location, location
+        else:
+            assert location.startswith(server.url + "/v1/downloads/%s/%s?" % (job["id"], part)), location
+        # no credentials: the URL itself authorises
+        assert plain_get(location) == (200, want)
     assert u.api.get("/v1/jobs/%s/input" % job["id"]).content == wav_bytes
     assert_books(admin, u)
 
@@ -320,3 +320,26 @@ def test_sweeper_removes_expired_uploads_and_keeps_job_inputs(start_server, user
         assert not os.path.exists(orphan)
         assert metric(srv, "voxd_sweep_removed_total") >= 1
         assert u.api.get("/v1/jobs/%s/input" % job["id"]).content == wav_bytes
+
+
+def test_redirect_urls_are_bound_to_their_job_part_and_signature(server, user, wav_bytes):
+    u = user()
+    job = expect(submit_json(u.api, uploaded(u.api, wav_bytes)["id"]), 202)
+    assert wait_job(u.api, job["id"])["status"] == "succeeded"
+    r = u.api.get("/v1/jobs/%s/input?redirect=true" % job["id"], allow_redirects=False)
+    assert r.status_code == 302
+    location = r.headers["Location"]
+    if ON_S3:
+        return  # the store checks its own signatures (tests/unit/test_s3.c)
+    url = urllib.parse.urlsplit(location)
+    q = dict(urllib.parse.parse_qsl(url.query))
+    tampered = dict(q, signature=("0" if q["signature"][0] != "0" else "1") + q["signature"][1:])
+    other_part = url.path.replace("/input", "/result")
+    for path, query in ((url.path, tampered), (url.path, dict(q, expires=str(int(q["expires"]) + 60))),
+                        (other_part, q), (url.path, {})):
+        r = server.api().get(path + "?" + urllib.parse.urlencode(query))
+        assert_error(r, 403, "invalid_signature")
+    assert plain_get(location) == (200, wav_bytes)
+    # redirect=1 checks visibility first, like any download
+    assert_error(u.api.get("/v1/jobs/%s/result?redirect=1" % ("job_" + "c" * 26), allow_redirects=False),
+                 404, "not_found")
