@@ -148,6 +148,7 @@ def test_second_job_with_the_same_upload_is_409_upload_used(user, wav_bytes):
     u = user()
     up = uploaded(u.api, wav_bytes)
     first = expect(submit_json(u.api, up["id"]), 202)
+    assert wait_job(u.api, first["id"])["status"] == "succeeded"  # the balance stays put from here
     held = u.balance()
     assert_error(submit_json(u.api, up["id"]), 409, "upload_used")
     assert_error(submit_form(u.api, up["id"]), 409, "upload_used")
