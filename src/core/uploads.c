@@ -84,7 +84,7 @@ int vx_uploads_create(vx_app *app, const vx_principal *who, const vx_upload_requ
         *url = vx_blob_presign(app->blob, "PUT", u.key, ttl, err);
     } else {
         char sig[SIGNATURE_HEX + 1];
-        int64_t expires_s = u.expires_at / 1000;
+        int64_t expires_s = (u.expires_at + 999) / 1000; /* rounded up: never shorter than asked */
         sign(app, u.id, expires_s, sig);
         size_t cap = strlen(base_url) + 256;
         if ((*url = malloc(cap)))
@@ -157,7 +157,7 @@ int vx_uploads_store(vx_app *app, const vx_upload *u, const char *spool_path, vx
 char *vx_downloads_url(vx_app *app, const char *base_url, const char *job_id, const char *part, int64_t ttl_s,
                        vx_err *err) {
     char what[VX_ID_SIZE + 16], sig[SIGNATURE_HEX + 1];
-    int64_t expires_s = vx_now_ms() / 1000 + ttl_s;
+    int64_t expires_s = (vx_now_ms() + ttl_s * 1000 + 999) / 1000;
     snprintf(what, sizeof what, "%s/%s", job_id, part);
     sign_for(app, "download", what, expires_s, sig);
     size_t cap = strlen(base_url) + 256;

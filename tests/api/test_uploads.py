@@ -193,12 +193,12 @@ def test_idempotent_retry_with_an_upload_replays_the_first_job(user, wav_bytes):
 
 
 def test_expired_upload_is_410_and_its_url_refuses_late_bytes(start_server, user, wav_bytes):
-    srv = start_server(["--upload-url-ttl", "1"])
+    srv = start_server(["--upload-url-ttl", "2"])
     u = user(srv)
     before = u.balance()
     put_in_time = uploaded(u.api, wav_bytes)
     late = new_upload(u.api)
-    time.sleep(2.2)
+    time.sleep(3.2)
     assert_error(submit_json(u.api, put_in_time["id"]), 410, "upload_expired")
     status, _ = plain_put(late["url"], wav_bytes, late["headers"])
     assert status in (403, 410), status  # S3: expired signature; voxd: 410 upload_expired
@@ -289,7 +289,7 @@ def metric(srv, name):
 
 
 def test_sweeper_removes_expired_uploads_and_keeps_job_inputs(start_server, user, wav_bytes):
-    flags = ["--upload-url-ttl", "1", "--sweep-interval", "1", "--sweep-grace", "0"]
+    flags = ["--upload-url-ttl", "3", "--sweep-interval", "1", "--sweep-grace", "0"]
     if ON_S3:  # a prefix of its own: other servers share the bucket but not this database
         blob = [f for f in EXTRA_FLAGS if f.startswith("s3://")][0]
         flags += ["--blob", blob + "&prefix=sweep-%s/" % uuid.uuid4().hex[:12]]
