@@ -1,4 +1,5 @@
-/* uploads.c - direct uploads (see uploads.h) and the orphan-object sweep.
+/* uploads.c - direct uploads, voxd-signed direct downloads (see uploads.h)
+ * and the orphan-object sweep.
  * An upload's object lives at users/{user_id}/uploads/{upload_id}; a job
  * that takes it keeps that key as its input (no copy). The row is written
  * before any URL exists, so an object under uploads/ without a live row is

@@ -1,4 +1,5 @@
-/* uploads.h - direct uploads (POST /v1/uploads): a client gets a short-lived
+/* uploads.h - direct uploads (POST /v1/uploads) and downloads (?redirect=1)
+ * without going through the API: for uploads a client gets a short-lived
  * URL to PUT its audio to, then names the upload in POST /v1/jobs instead of
  * sending the file. With a blob store that presigns (s3) the URL goes to the
  * store itself; otherwise (file:) voxd serves it, authorised by an HMAC
