@@ -26,6 +26,7 @@
 #include "util/crypto.h"
 #include "util/log.h"
 #include "worker/pipeline.h"
+#include "worker/sweeper.h"
 #include "worker/webhook_sender.h"
 #include "worker/worker.h"
 
@@ -218,6 +219,7 @@ static int cmd_serve(int argc, char **argv) {
     vx_http_server *http = NULL;
     backends be = {0};
     vx_webhook_sender *sender = NULL;
+    vx_sweeper *sweeper = NULL;
     if (open_backends(&app, &be) != 0) goto out;
     char generated[64] = "";
     bool created_admin = false;
@@ -249,6 +251,11 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "voxd: cannot start webhook deliveries: %s\n", err.message);
         goto out;
     }
+    vx_err serr = {0};
+    if (!(sweeper = vx_sweeper_start(&app, &serr)) && serr.status != VX_OK) {
+        fprintf(stderr, "voxd: cannot start the orphan sweeper: %s\n", serr.message);
+        goto out;
+    }
     vx_info("voxd %s listening on %s (port %d), data in %s, %d worker(s), store schema v%d", VOXD_VERSION,
             cfg.listen, vx_http_port(http), cfg.data_dir, cfg.workers, app.store->ops->schema_version(app.store));
     printf("voxd: listening on http://%s\n", cfg.listen);
@@ -260,6 +267,7 @@ out:
     if (http) vx_http_stop(http, cfg.shutdown_grace_s * 1000);
     if (workers) vx_workers_stop(workers, cfg.shutdown_grace_s * 1000);
     vx_webhook_sender_stop(sender);
+    vx_sweeper_stop(sweeper);
     close_backends(&app, &be);
     if (rc == 0) vx_info("stopped");
     close(lock_fd);

@@ -1,10 +1,14 @@
 /* common.c - shared handler helpers (see common.h). */
 #include "common.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "../util/clock.h"
 #include "../util/credits.h"
+#include "../util/log.h"
 
 int vx_api_auth(vx_request *req, vx_principal *who) {
     vx_err err = {0};
@@ -162,4 +166,46 @@ json_t *vx_api_job_json(const vx_job *job, bool with_user) {
 json_t *vx_api_page_json(json_t *data, const char *next_cursor) {
     return json_pack("{s:o, s:o}", "data", data, "next_cursor",
                      next_cursor ? json_string(next_cursor) : json_null());
+}
+
+int vx_api_spool_open(vx_app *app, char *path, size_t cap, vx_err *err) {
+    snprintf(path, cap, "%s/upload-XXXXXX", app->tmp_dir);
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) {
+        path[0] = '\0';
+        vx_error("cannot create an upload spool file: %s", strerror(errno));
+        return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+    }
+    return fd;
+}
+
+int vx_api_spool_write(int fd, const char *data, size_t size, vx_err *err) {
+    for (size_t off = 0; off < size;) {
+        ssize_t w = write(fd, data + off, size - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            vx_error("writing an upload spool file failed: %s", strerror(errno));
+            return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+int vx_api_base_url(vx_request *req, char *out, size_t cap) {
+    vx_app *app = vx_req_app(req);
+    if (app->cfg->public_url[0]) {
+        snprintf(out, cap, "%s", app->cfg->public_url);
+        return 0;
+    }
+    const char *host = vx_req_header(req, "Host");
+    bool ok = host && *host && strlen(host) < 256;
+    for (const unsigned char *p = (const unsigned char *)host; ok && *p; p++)
+        ok = *p > 0x20 && *p < 0x7f && *p != '/' && *p != '?' && *p != '#' && *p != '@';
+    if (!ok) {
+        vx_respond_errorf(req, VX_E_INVALID, "invalid_host", "a valid Host header is needed to build the URL");
+        return -1;
+    }
+    snprintf(out, cap, "http://%s", host);
+    return 0;
 }

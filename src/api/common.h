@@ -25,6 +25,16 @@ int vx_api_page_args(vx_request *req, int *limit, const char **cursor);
 /* Idempotency-Key header: NULL if absent; answers 400 when malformed (-1). */
 int vx_api_idempotency_key(vx_request *req, const char **key);
 
+/* A new spool file for an upload under the app's tmp dir: its path in
+ * path (cap bytes), the open fd returned; -1 with err (503). */
+int vx_api_spool_open(vx_app *app, char *path, size_t cap, vx_err *err);
+/* Writes all of data to a spool fd; -1 with err (503) on failure. */
+int vx_api_spool_write(int fd, const char *data, size_t size, vx_err *err);
+
+/* Where clients reach this server, for URLs it hands out: --public-url, else
+ * http:// + the Host header (answers 400 invalid_host and -1 without one). */
+int vx_api_base_url(vx_request *req, char *out, size_t cap);
+
 json_t *vx_api_time(int64_t ms);                  /* RFC 3339 string or null */
 json_t *vx_api_balance_json(const vx_balance *b);
 json_t *vx_api_user_json(const vx_user *u);

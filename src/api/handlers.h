@@ -91,5 +91,13 @@ void vx_api_healthz(vx_request *req);
 void vx_api_readyz(vx_request *req);
 void vx_api_metrics(vx_request *req);
 void vx_api_openapi(vx_request *req);
+/* uploads.c */
+void vx_api_upload_create(vx_request *req);
+void vx_api_upload_get(vx_request *req);
+int vx_api_upload_put_begin(vx_request *req, vx_err *err);
+int vx_api_upload_put_part(vx_request *req, const vx_upload_chunk *chunk, vx_err *err);
+void vx_api_upload_put(vx_request *req);
+/* jobs.c (signed direct downloads) */
+void vx_api_download(vx_request *req);
 
 #endif

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "../core/jobs.h"
+#include "../core/uploads.h"
 #include "../http/range.h"
+#include "../util/clock.h"
 #include "../util/crypto.h"
 #include "../util/log.h"
 #include "common.h"
@@ -21,8 +23,8 @@ typedef struct upload_state {
     vx_principal who;
     const char *idempotency_key;   /* borrowed from the request headers */
     vx_api_spool spool;
-    char *model, *params, *webhook_url;   /* text fields, malloc'd */
-    size_t model_len, params_len, webhook_len;
+    char *model, *params, *webhook_url, *upload_id;   /* text fields, malloc'd */
+    size_t model_len, params_len, webhook_len, upload_id_len;
 } upload_state;
 
 static void upload_free(void *p) {
@@ -31,6 +33,7 @@ static void upload_free(void *p) {
     free(u->model);
     free(u->params);
     free(u->webhook_url);
+    free(u->upload_id);
     free(u);
 }
 
@@ -102,13 +105,7 @@ int vx_api_spool_part(vx_app *app, vx_api_spool *s, const vx_upload_chunk *c, vx
         s->have_file = true;
         snprintf(s->filename, sizeof s->filename, "%s", c->filename);
         snprintf(s->content_type, sizeof s->content_type, "%s", c->content_type ? c->content_type : "");
-        snprintf(s->path, sizeof s->path, "%s/upload-XXXXXX", app->tmp_dir);
-        s->fd = mkostemp(s->path, O_CLOEXEC);
-        if (s->fd < 0) {
-            s->path[0] = '\0';
-            vx_error("cannot create an upload spool file: %s", strerror(errno));
-            return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
-        }
+        if ((s->fd = vx_api_spool_open(app, s->path, sizeof s->path, err)) < 0) return -1;
         vx_sha256_init(&s->hash);
     }
     if (s->fd < 0) return vx_err_set(err, VX_E_INVALID, "invalid_multipart", "unexpected file data");
@@ -117,16 +114,7 @@ int vx_api_spool_part(vx_app *app, vx_api_spool *s, const vx_upload_chunk *c, vx
         return vx_err_set(err, VX_E_TOO_LARGE, "upload_too_large", "the upload exceeds the limit of %lld bytes",
                           (long long)app->cfg->max_upload_bytes);
     vx_sha256_update(&s->hash, c->data, c->size);
-    for (size_t off = 0; off < c->size;) {
-        ssize_t w = write(s->fd, c->data + off, c->size - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            vx_error("writing an upload spool file failed: %s", strerror(errno));
-            return vx_err_set(err, VX_E_UNAVAILABLE, "storage_unavailable", "cannot store the upload now");
-        }
-        off += (size_t)w;
-    }
-    return 0;
+    return vx_api_spool_write(s->fd, c->data, c->size, err);
 }
 
 /* Closes the spool and fills the file fields of *sub (borrowing from s). */
@@ -165,11 +153,99 @@ int vx_api_job_upload_part(vx_request *req, const vx_upload_chunk *c, vx_err *er
     if (strcmp(c->name, "model") == 0) return vx_api_field_append(&u->model, &u->model_len, c, err);
     if (strcmp(c->name, "params") == 0) return vx_api_field_append(&u->params, &u->params_len, c, err);
     if (strcmp(c->name, "webhook_url") == 0) return vx_api_field_append(&u->webhook_url, &u->webhook_len, c, err);
+    if (strcmp(c->name, "upload_id") == 0) return vx_api_field_append(&u->upload_id, &u->upload_id_len, c, err);
     return 0; /* other fields are ignored, as form posts often carry extras */
+}
+
+/* Answers a submission: 202 with the job, or the error. */
+static void answer_submit(vx_request *req, int rc, const vx_job *job, bool replayed, const vx_err *err) {
+    if (rc != 0) {
+        vx_respond_error(req, err);
+        return;
+    }
+    char location[96];
+    snprintf(location, sizeof location, "/v1/jobs/%s", job->id);
+    vx_resp_header(req, "Location", location);
+    if (replayed) vx_resp_header(req, "Idempotent-Replayed", "true");
+    vx_respond_json(req, 202, vx_api_job_json(job, false));
+}
+
+/* A job whose input is a direct upload (POST /v1/uploads). */
+static void submit_upload(vx_request *req, upload_state *u, const char *upload_id) {
+    vx_app *app = vx_req_app(req);
+    if (!u->model || !*u->model) {
+        vx_respond_errorf(req, VX_E_INVALID, "missing_model", "the 'model' field is required");
+        return;
+    }
+    vx_upload up;
+    char path[VX_PATH_SIZE + 64];
+    bool is_temp = false;
+    int64_t bytes = 0;
+    vx_err err = {0};
+    if (vx_uploads_open_for_job(app, &u->who, upload_id, u->idempotency_key != NULL, &up, path, sizeof path, &is_temp, &bytes, &err) != 0) {
+        if (is_temp) unlink(path);
+        vx_respond_error(req, &err);
+        return;
+    }
+    vx_job_submission s = {
+        .model = u->model, .params_text = u->params, .webhook_url = u->webhook_url, .spool_path = path,
+        .filename = up.filename[0] ? up.filename : "upload", .content_type = up.content_type, .bytes = bytes,
+        .idempotency_key = u->idempotency_key, .upload_id = up.id, .upload_key = up.key, .spool_is_temp = is_temp,
+    };
+    vx_job job = {0};
+    bool replayed = false;
+    int rc = vx_jobs_submit(app, &u->who, &s, &job, &replayed, &err);
+    answer_submit(req, rc, &job, replayed, &err);
+    vx_job_clear(&job);
+}
+
+/* application/json: {"model","upload_id","params"?,"webhook_url"?}; a JSON
+ * body cannot carry the audio itself. */
+static void submit_json(vx_request *req, upload_state *u) {
+    json_t *body = vx_api_body_object(req);
+    if (!body) return;
+    const char *model = NULL, *upload_id = NULL, *webhook = NULL;
+    json_t *params = json_object_get(body, "params");
+    if (vx_api_string_field(req, body, "model", false, &model) != 0 ||
+        vx_api_string_field(req, body, "upload_id", false, &upload_id) != 0 ||
+        vx_api_string_field(req, body, "webhook_url", false, &webhook) != 0)
+        goto out;
+    if (!upload_id) {
+        vx_respond_errorf(req, VX_E_INVALID, "missing_upload_id",
+                          "a JSON submission names an upload_id (send the file itself as multipart/form-data)");
+        goto out;
+    }
+    if (params && !json_is_null(params) && !json_is_object(params) && !json_is_string(params)) {
+        vx_respond_errorf(req, VX_E_INVALID, "invalid_params_json", "params must be a JSON object");
+        goto out;
+    }
+    u->model = model ? strdup(model) : NULL;
+    u->webhook_url = webhook ? strdup(webhook) : NULL;
+    u->params = json_is_string(params) ? strdup(json_string_value(params))
+                : json_is_object(params) ? json_dumps(params, JSON_COMPACT) : NULL;
+    if ((model && !u->model) || (webhook && !u->webhook_url) || (json_is_object(params) && !u->params)) {
+        vx_respond_errorf(req, VX_E_INTERNAL, "internal", "out of memory");
+        goto out;
+    }
+    submit_upload(req, u, upload_id);
+out:
+    json_decref(body);
 }
 
 void vx_api_job_submit(vx_request *req) {
     upload_state *u = vx_req_data(req);
+    if (vx_req_body_is_json(req)) {
+        submit_json(req, u);
+        return;
+    }
+    if (u->upload_id && u->spool.have_file) {
+        vx_respond_errorf(req, VX_E_INVALID, "invalid_request", "send either a 'file' part or an 'upload_id', not both");
+        return;
+    }
+    if (u->upload_id) {
+        submit_upload(req, u, u->upload_id);
+        return;
+    }
     if (!u->spool.have_file) {
         vx_respond_errorf(req, VX_E_INVALID, "missing_file", "the 'file' part is required");
         return;
@@ -184,12 +260,7 @@ void vx_api_job_submit(vx_request *req) {
     };
     vx_job job = {0};
     bool replayed = false;
-    if (vx_api_spool_submit(req, &u->who, &u->spool, &s, &job, &replayed) != 0) return;
-    char location[96];
-    snprintf(location, sizeof location, "/v1/jobs/%s", job.id);
-    vx_resp_header(req, "Location", location);
-    if (replayed) vx_resp_header(req, "Idempotent-Replayed", "true");
-    vx_respond_json(req, 202, vx_api_job_json(&job, false));
+    if (vx_api_spool_submit(req, &u->who, &u->spool, &s, &job, &replayed) == 0) answer_submit(req, 0, &job, replayed, NULL);
     vx_job_clear(&job);
 }
 
@@ -287,6 +358,31 @@ static void blob_stream_free(void *user) {
     free(s);
 }
 
+/* ?redirect=1: 302 to a short-lived direct URL of `part` ("result" or
+ * "input") of the job: presigned by the blob store when it can, else voxd's
+ * own signed /v1/downloads URL. Returns false (nothing answered) without
+ * ?redirect=1. */
+static bool redirected(vx_request *req, const vx_job *job, const char *part, const char *key) {
+    const char *r = vx_req_query(req, "redirect");
+    vx_app *app = vx_req_app(req);
+    if (!r || (strcmp(r, "1") != 0 && strcmp(r, "true") != 0)) return false;
+    vx_err err = {0};
+    int64_t ttl = app->cfg->download_url_ttl_s;
+    char base[VX_URL_SIZE], *url = NULL;
+    if (app->blob->ops->presign_get) url = vx_blob_presign(app->blob, "GET", key, ttl, &err);
+    else if (vx_api_base_url(req, base, sizeof base) != 0) return true;
+    else url = vx_downloads_url(app, base, job->id, part, ttl, &err);
+    if (!url) {
+        vx_respond_error(req, &err);
+        return true;
+    }
+    vx_resp_header(req, "Location", url);
+    vx_resp_header(req, "Cache-Control", "no-store");
+    vx_respond_json(req, 302, json_pack("{s:s, s:o}", "url", url, "expires_at", vx_api_time(vx_now_ms() + ttl * 1000)));
+    free(url);
+    return true;
+}
+
 static void send_object(vx_request *req, const char *key, const char *content_type, const char *download_name) {
     vx_app *app = vx_req_app(req);
     vx_blob_reader r = {.fd = -1};
@@ -368,6 +464,13 @@ static void default_format(const vx_job *job, char *out, size_t cap) {
     json_decref(params);
 }
 
+static void send_result_file(vx_request *req, const vx_job *job) {
+    char name[128];
+    const char *ext = strrchr(job->output_key, '.');
+    snprintf(name, sizeof name, "%s%s", job->id, ext ? ext : "");
+    send_object(req, job->output_key, job->output_content_type, name);
+}
+
 void vx_api_job_result(vx_request *req) {
     const char *format = vx_req_query(req, "format");
     vx_principal who;
@@ -386,11 +489,8 @@ void vx_api_job_result(vx_request *req) {
     } else if (!job.output_key[0] || format) { /* format=json: the document, also for audio models */
         json_t *doc = job.result_json ? json_loads(job.result_json, 0, NULL) : NULL;
         vx_respond_json(req, 200, doc ? doc : json_object());
-    } else {
-        char name[128];
-        const char *ext = strrchr(job.output_key, '.');
-        snprintf(name, sizeof name, "%s%s", job.id, ext ? ext : "");
-        send_object(req, job.output_key, job.output_content_type, name);
+    } else if (!redirected(req, &job, "result", job.output_key)) {
+        send_result_file(req, &job);
     }
     vx_job_clear(&job);
 }
@@ -399,6 +499,29 @@ void vx_api_job_input(vx_request *req) {
     vx_principal who;
     vx_job job = {0};
     if (visible_job(req, &who, &job) != 0) return;
-    send_object(req, job.input_key, job.input_content_type, job.input_name);
+    if (!redirected(req, &job, "input", job.input_key))
+        send_object(req, job.input_key, job.input_content_type, job.input_name);
+    vx_job_clear(&job);
+}
+
+/* GET /v1/downloads/{id}/{part}?expires=&signature=: a ?redirect=1 URL of a
+ * blob store without presigning; the signature stands in for credentials. */
+void vx_api_download(vx_request *req) {
+    vx_app *app = vx_req_app(req);
+    const char *id = vx_req_capture(req, "id"), *part = vx_req_capture(req, "part");
+    vx_err err = {0};
+    if (vx_downloads_authorize(app, id, part, vx_req_query(req, "expires"), vx_req_query(req, "signature"),
+                               &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    vx_job job = {0};
+    if (app->store->ops->job_get(app->store, id, &job, &err) != 0) {
+        vx_respond_error(req, &err);
+        return;
+    }
+    if (strcmp(part, "input") == 0) send_object(req, job.input_key, job.input_content_type, job.input_name);
+    else if (job.status == VX_JOB_SUCCEEDED && job.output_key[0]) send_result_file(req, &job);
+    else vx_respond_errorf(req, VX_E_NOT_FOUND, "not_found", "the job has no result file");
     vx_job_clear(&job);
 }

@@ -44,6 +44,17 @@ void vx_api_metrics(vx_request *req) {
                      "# HELP voxd_workers_busy Worker threads running a job.\n# TYPE voxd_workers_busy gauge\n"
                      "voxd_workers_busy %d\n",
                      app->cfg->workers, atomic_load(&app->workers_busy));
+    vx_strbuf_printf(&b,
+                     "# HELP voxd_sweeps_total Orphan-object sweeps this process ran.\n# TYPE voxd_sweeps_total counter\n"
+                     "voxd_sweeps_total %lld\n"
+                     "# HELP voxd_sweep_removed_total Stored objects the sweeper removed as orphans.\n"
+                     "# TYPE voxd_sweep_removed_total counter\nvoxd_sweep_removed_total %lld\n"
+                     "# HELP voxd_sweep_expired_uploads_total Direct uploads that expired unused.\n"
+                     "# TYPE voxd_sweep_expired_uploads_total counter\nvoxd_sweep_expired_uploads_total %lld\n"
+                     "# HELP voxd_sweep_failed_total Objects or sweeps that failed (kept for the next sweep).\n"
+                     "# TYPE voxd_sweep_failed_total counter\nvoxd_sweep_failed_total %lld\n",
+                     (long long)atomic_load(&app->sweep.runs), (long long)atomic_load(&app->sweep.removed),
+                     (long long)atomic_load(&app->sweep.expired_uploads), (long long)atomic_load(&app->sweep.failed));
     vx_respond_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     vx_strbuf_free(&b);
 }

@@ -29,7 +29,7 @@ static const vx_route routes[] = {
     GET("/v1/models/{name}", vx_api_model_get),
 
     {.method = "POST", .pattern = "/v1/jobs", .body = VX_BODY_UPLOAD, .begin = vx_api_job_upload_begin,
-     .upload_part = vx_api_job_upload_part, .handle = vx_api_job_submit},
+     .upload_part = vx_api_job_upload_part, .handle = vx_api_job_submit, .json_too = true},
     GET("/v1/jobs", vx_api_job_list),
     GET("/v1/jobs/{id}", vx_api_job_get),
     POST("/v1/jobs/{id}/cancel", vx_api_job_cancel),
@@ -55,6 +55,11 @@ static const vx_route routes[] = {
     {.method = "POST", .pattern = "/v1/audio/transcriptions", .body = VX_BODY_UPLOAD,
      .begin = vx_api_openai_upload_begin, .upload_part = vx_api_openai_upload_part,
      .handle = vx_api_openai_transcribe, .error_body = vx_api_openai_error_body},
+    POST("/v1/uploads", vx_api_upload_create),
+    GET("/v1/uploads/{id}", vx_api_upload_get),
+    {.method = "PUT", .pattern = "/v1/uploads/{id}", .body = VX_BODY_RAW, .begin = vx_api_upload_put_begin,
+     .upload_part = vx_api_upload_put_part, .handle = vx_api_upload_put},
+    GET("/v1/downloads/{id}/{part}", vx_api_download),
 };
 
 const vx_route *vx_api_routes(size_t *n) {

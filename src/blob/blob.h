@@ -24,6 +24,18 @@ typedef struct vx_blob_reader {
     void *priv;      /* backend state */
 } vx_blob_reader;
 
+/* One object seen by a listing. */
+typedef struct vx_blob_entry {
+    char key[512];
+    int64_t size;
+    int64_t modified_ms;  /* last write, Unix ms */
+} vx_blob_entry;
+
+/* Called for each listed object; a non-zero return stops the listing. The
+ * entry is valid during the call only; removing that object from within the
+ * call is allowed. */
+typedef int (*vx_blob_list_fn)(const vx_blob_entry *e, void *user);
+
 typedef struct vx_blob_ops {
     const char *scheme;          /* "file", "s3" */
     vx_blob *(*open)(const char *url, vx_err *err);
@@ -53,6 +65,11 @@ typedef struct vx_blob_ops {
      * it (one whole body) until expires_s seconds from now. Caller frees. */
     char *(*presign_get)(vx_blob *b, const char *key, int64_t expires_s, vx_err *err);
     char *(*presign_put)(vx_blob *b, const char *key, int64_t expires_s, vx_err *err);
+    /* Calls fn for every object whose key starts with `prefix` ("" = all),
+     * in no promised order, paging through big listings; stops early when
+     * fn returns non-zero (still 0). Objects put or removed meanwhile may or
+     * may not be seen. -1 with err when the storage fails. */
+    int (*list)(vx_blob *b, const char *prefix, vx_blob_list_fn fn, void *user, vx_err *err);
 } vx_blob_ops;
 
 struct vx_blob {

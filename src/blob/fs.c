@@ -334,6 +334,47 @@ static int fs_stat(vx_blob *vb, const char *key, int64_t *size, vx_err *err) {
     return stat_object((fs_blob *)vb, key, path, sizeof path, size, err);
 }
 
+/* Walks dir (the key prefix `rel`, "" or ending in '/') depth first. */
+static int walk(const char *dir, const char *rel, const char *prefix, vx_blob_list_fn fn, void *user, bool *stop,
+                vx_err *err) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT || errno == ENOTDIR) return 0;
+        return io_fail(err, "listing objects", errno);
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (!*stop && rc == 0 && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (!rel[0] && strcmp(e->d_name, TMP_DIR) == 0) continue; /* spool files, not objects */
+        vx_blob_entry ent = {0};
+        if (snprintf(ent.key, sizeof ent.key, "%s%s", rel, e->d_name) >= (int)sizeof ent.key) continue;
+        struct stat sb;
+        if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0) continue; /* removed meanwhile */
+        size_t plen = strlen(prefix), klen = strlen(ent.key);
+        if (S_ISDIR(sb.st_mode)) {
+            size_t n = klen < plen ? klen : plen;
+            if (strncmp(ent.key, prefix, n) != 0) continue; /* nothing below can match */
+            char sub[PATH_MAX], subrel[sizeof ent.key + 1];
+            if (snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= (int)sizeof sub) continue;
+            snprintf(subrel, sizeof subrel, "%s/", ent.key);
+            rc = walk(sub, subrel, prefix, fn, user, stop, err);
+        } else if (S_ISREG(sb.st_mode) && strncmp(ent.key, prefix, plen) == 0 && vx_blob_key_valid(ent.key)) {
+            ent.size = sb.st_size;
+            ent.modified_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+            if (fn(&ent, user) != 0) *stop = true;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int fs_list(vx_blob *vb, const char *prefix, vx_blob_list_fn fn, void *user, vx_err *err) {
+    fs_blob *b = (fs_blob *)vb;
+    bool stop = false;
+    return walk(b->root, "", prefix ? prefix : "", fn, user, &stop, err);
+}
+
 const vx_blob_ops vx_blob_fs_ops = {
     .scheme = "file",
     .open = fs_open,            /* creates the directory and its .tmp spool */
@@ -346,4 +387,5 @@ const vx_blob_ops vx_blob_fs_ops = {
     .fetch_local = fs_fetch_local, /* the object's own path, never a copy */
     .remove = fs_remove,        /* a missing key is not an error */
     .stat = fs_stat,
+    .list = fs_list,            /* a directory walk that skips the .tmp spool */
 };

@@ -940,6 +940,75 @@ fail:
     return NULL;
 }
 
+/* ---- listing (ListObjectsV2) -------------------------------------------- */
+
+/* Keeps each answer well below TEXT_MAX even with long keys. */
+#define LIST_PAGE "50"
+
+/* "2026-11-21T09:40:38.000Z" -> Unix ms; 0 if unreadable. */
+static int64_t iso8601_ms(const char *s) {
+    struct tm tm = {0};
+    int ms = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+               &tm.tm_sec) != 6)
+        return 0;
+    const char *dot = strchr(s, '.');
+    if (dot) sscanf(dot + 1, "%3d", &ms);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* Hands each <Contents> of one page to fn; *stop when fn asked to. */
+static void list_page(const s3_blob *b, const char *xml, vx_blob_list_fn fn, void *user, bool *stop) {
+    size_t plen = strlen(b->prefix);
+    for (const char *p = xml; !*stop && (p = strstr(p, "<Contents>"));) {
+        const char *end = strstr(p, "</Contents>");
+        if (!end) break;
+        size_t len = (size_t)(end - p);
+        char *one = strndup(p, len), key[OBJECT_MAX], text[64];
+        p = end;
+        if (!one) break;
+        vx_blob_entry e = {0};
+        bool ok = xml_value(one, "Key", key, sizeof key) && strncmp(key, b->prefix, plen) == 0 &&
+                  snprintf(e.key, sizeof e.key, "%s", key + plen) < (int)sizeof e.key && vx_blob_key_valid(e.key);
+        if (ok && xml_value(one, "Size", text, sizeof text)) e.size = strtoll(text, NULL, 10);
+        if (ok && xml_value(one, "LastModified", text, sizeof text)) e.modified_ms = iso8601_ms(text);
+        free(one);
+        if (ok && fn(&e, user) != 0) *stop = true;
+    }
+}
+
+static int s3_list(vx_blob *vb, const char *prefix, vx_blob_list_fn fn, void *user, vx_err *err) {
+    s3_blob *b = (s3_blob *)vb;
+    char full[OBJECT_MAX], token[1024] = "";
+    if (snprintf(full, sizeof full, "%s%s", b->prefix, prefix ? prefix : "") >= (int)sizeof full)
+        return vx_err_set(err, VX_E_INVALID, "invalid_key", "invalid object key");
+    vx_strbuf q = {0};
+    bool stop = false;
+    int rc = 0;
+    do {
+        vx_sigv4_param params[4] = {{.name = "list-type", .value = "2"}, {.name = "max-keys", .value = LIST_PAGE},
+                                    {.name = "prefix", .value = full}, {.name = "continuation-token", .value = token}};
+        q.len = 0;
+        vx_sigv4_canonical_query(&q, params, token[0] ? 4 : 3);
+        s3_call c = {.method = "GET", .query = q.data, .sink = SINK_TEXT, .retry = true};
+        rc = perform(b, &c, err);
+        if (rc == 0 && c.text.len >= TEXT_MAX)
+            rc = vx_err_set(err, VX_E_INTERNAL, "storage_error", "an object listing page was too long");
+        char truncated[16] = "";
+        if (rc == 0) {
+            list_page(b, c.text.data ? c.text.data : "", fn, user, &stop);
+            xml_value(c.text.data, "IsTruncated", truncated, sizeof truncated);
+            if (strcmp(truncated, "true") != 0 || !xml_value(c.text.data, "NextContinuationToken", token, sizeof token))
+                token[0] = '\0';
+        }
+        call_done(&c);
+    } while (rc == 0 && !stop && token[0]);
+    vx_strbuf_free(&q);
+    return rc;
+}
+
 const vx_blob_ops vx_blob_s3_ops = {
     .scheme = "s3",
     .open = s3_open,              /* parses the URL, reads the credentials; no request yet */
@@ -954,4 +1023,5 @@ const vx_blob_ops vx_blob_s3_ops = {
     .stat = s3_stat,              /* HEAD */
     .presign_get = s3_presign_get, /* SigV4 query signing, sigv4.c */
     .presign_put = s3_presign_put,
+    .list = s3_list,              /* ListObjectsV2 pages with continuation tokens */
 };

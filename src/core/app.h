@@ -22,6 +22,9 @@ typedef struct vx_app {
     char tmp_dir[VX_PATH_SIZE + 16]; /* <data>/tmp: upload spools, fetched inputs, outputs */
     atomic_bool shutting_down;      /* set on SIGTERM: stop claiming, readyz fails */
     atomic_int workers_busy;
+    struct {                        /* orphan sweeper totals (worker/sweeper.c), for /metrics */
+        atomic_llong runs, removed, expired_uploads, failed;
+    } sweep;
 } vx_app;
 
 #endif

@@ -76,6 +76,8 @@ static void request_hash(const vx_job_submission *s, const char *params_canonica
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         vx_sha256_update(&h, parts[i], strlen(parts[i]) + 1); /* include the NUL as a separator */
     }
+    /* only when set, so hashes of file submissions stay as they were */
+    if (s->upload_id) vx_sha256_update(&h, s->upload_id, strlen(s->upload_id) + 1);
     vx_sha256_final_hex(&h, out);
 }
 
@@ -143,8 +145,11 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
     job.held = vx_job_price(per_job, per_second, info.duration_s);
     job.duration_s = info.duration_s;
     job.params_json = params_text;
-    snprintf(job.input_key, sizeof job.input_key, "users/%s/%s/input.%s", who->user.id, job.id,
-             vx_audio_extension(info.format));
+    if (s->upload_id)
+        snprintf(job.input_key, sizeof job.input_key, "%s", s->upload_key);
+    else
+        snprintf(job.input_key, sizeof job.input_key, "users/%s/%s/input.%s", who->user.id, job.id,
+                 vx_audio_extension(info.format));
     snprintf(job.input_name, sizeof job.input_name, "%s", s->filename);
     /* The probed content decides; a client's generic type says nothing. */
     const char *declared = s->content_type;
@@ -159,18 +164,22 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
         request_hash(s, params_text, job.request_hash);
     }
 
-    if (app->blob->ops->put_file(app->blob, job.input_key, s->spool_path, err) != 0) goto out;
-    spool_consumed = true;
+    if (!s->upload_id) {
+        if (app->blob->ops->put_file(app->blob, job.input_key, s->spool_path, err) != 0) goto out;
+        spool_consumed = true;
+    }
 
     vx_err serr = {0};
     vx_events_lock(app); /* "queued" goes out before a worker's "started" */
-    int submitted = app->store->ops->job_submit(app->store, &job, &existing, &serr);
+    int submitted = s->upload_id
+        ? app->store->ops->job_submit_upload(app->store, &job, s->upload_id, now, &existing, &serr)
+        : app->store->ops->job_submit(app->store, &job, &existing, &serr);
     int loaded = submitted == 0 ? app->store->ops->job_get(app->store, job.id, out, err) : -1;
     if (loaded == 0) vx_events_job_changed(app, out);
     vx_events_unlock(app);
     if (submitted != 0) {
         vx_err rm = {0};
-        app->blob->ops->remove(app->blob, job.input_key, &rm);
+        if (!s->upload_id) app->blob->ops->remove(app->blob, job.input_key, &rm);
         if (serr.status == VX_E_CONFLICT && strcmp(serr.code, "idempotency_key_reused") == 0 &&
             strcmp(existing.request_hash, job.request_hash) == 0) {
             *out = existing; /* the first answer, replayed */
@@ -192,7 +201,7 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
             info.duration_s, (long long)job.held);
     rc = 0;
 out:
-    if (!spool_consumed && s->spool_path) unlink(s->spool_path);
+    if (!spool_consumed && s->spool_path && (!s->upload_id || s->spool_is_temp)) unlink(s->spool_path);
     vx_job_clear(&existing);
     json_decref(given);
     json_decref(params);

@@ -28,11 +28,20 @@ typedef struct vx_job_submission {
     int64_t bytes;
     const char *upload_sha256;    /* hex digest of the upload */
     const char *idempotency_key;  /* NULL or "" when none */
+    /* A direct upload (POST /v1/uploads) instead of a spooled file: the
+     * bytes are already stored under upload_key, which becomes the job's
+     * input; the job takes the upload in its own transaction (409
+     * upload_used if another job was quicker). spool_path is then a local
+     * copy to probe, removed only when spool_is_temp. */
+    const char *upload_id;
+    const char *upload_key;
+    bool spool_is_temp;
 } vx_job_submission;
 
 /* Validates, probes, prices and enqueues. On success *out is the new job
  * (or, with the same Idempotency-Key and the same request, the first one:
- * *replayed = true). The spool file is always consumed. Errors: 422
+ * *replayed = true). The spool file is always consumed (with upload_id:
+ * removed if spool_is_temp; the stored upload object is never removed). Errors: 422
  * unknown_model / param codes / audio codes, 400 invalid_params_json /
  * invalid_webhook_url, 402 insufficient_credits, 409 idempotency_key_reused.
  * Caller clears *out with vx_job_clear. */

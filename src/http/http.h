@@ -22,7 +22,10 @@ typedef struct vx_http_server vx_http_server;
 typedef enum vx_body_kind {
     VX_BODY_NONE,    /* a body, if any, is read and discarded */
     VX_BODY_JSON,    /* buffered up to cfg->max_body_bytes, else 413 "body_too_large" */
-    VX_BODY_UPLOAD,  /* multipart/form-data streamed to upload_part; anything else 415 */
+    VX_BODY_UPLOAD,  /* multipart/form-data streamed to upload_part; anything else 415
+                        (unless the route sets json_too) */
+    VX_BODY_RAW,     /* any body, streamed as it arrives to upload_part as one part
+                        (name "", filename NULL, content_type = the request's) */
 } vx_body_kind;
 
 /* One piece of one multipart part, as it arrives. Parts arrive in order;
@@ -54,6 +57,10 @@ typedef struct vx_route {
      * API's envelope. Returns a new reference; may change *http_status.
      * NULL = voxd's {"error":{"code","message"}}. */
     json_t *(*error_body)(const vx_err *err, int *http_status);
+    /* VX_BODY_UPLOAD: an application/json body is accepted too, buffered as
+     * for VX_BODY_JSON (begin is still called first; upload_part is not);
+     * the handler tells the two apart with vx_req_body_is_json. */
+    bool json_too;
 } vx_route;
 
 /* ---- server ---- */
@@ -78,6 +85,9 @@ const char *vx_req_query(vx_request *req, const char *name);
 const char *vx_req_capture(vx_request *req, const char *name);
 /* The buffered body (VX_BODY_JSON), NUL-terminated; *len without the NUL. */
 const char *vx_req_body(vx_request *req, size_t *len);
+/* True when the body was buffered as JSON (VX_BODY_JSON, or a json_too
+ * upload route that got application/json). */
+bool vx_req_body_is_json(vx_request *req);
 /* Per-request handler state, freed with free_fn when the request ends
  * (also when the client goes away mid-upload). */
 void vx_req_set_data(vx_request *req, void *data, void (*free_fn)(void *));

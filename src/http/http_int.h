@@ -66,6 +66,7 @@ struct vx_request {
     bool upload_failed;            /* upload_part refused; err holds why */
     bool upload_seen_part;
     uint64_t upload_bytes;         /* body bytes fed to the post processor */
+    bool json_body;                /* body buffered as JSON (VX_BODY_JSON or json_too) */
 
     vx_err err;                    /* pending error to answer (early refusal) */
 

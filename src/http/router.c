@@ -63,7 +63,7 @@ static bool name_ok(const char *s, size_t len) {
 static int compile(compiled *c, const vx_route *route, vx_err *err) {
     const char *p = route->pattern;
     if (!p || p[0] != '/' || !route->method || !route->method[0] || !route->handle ||
-        (route->body == VX_BODY_UPLOAD && !route->upload_part))
+        ((route->body == VX_BODY_UPLOAD || route->body == VX_BODY_RAW) && !route->upload_part))
         return vx_err_set(err, VX_E_INTERNAL, "invalid_route", "route %s %s is incomplete",
                           route->method ? route->method : "?", p ? p : "?");
     c->route = route;

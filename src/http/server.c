@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -154,7 +155,14 @@ static enum MHD_Result on_headers(vx_request *req, const char *method) {
     if (!req->route) return MHD_YES;
 
     vx_err err = {0};
-    if (req->route->body == VX_BODY_JSON) {
+    if (req->route->body == VX_BODY_UPLOAD && req->route->json_too) {
+        const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        size_t n = strlen("application/json");
+        req->json_body = ct && strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' ||
+                                                                            ct[n] == ' ');
+    }
+    if (req->route->body == VX_BODY_JSON) req->json_body = true;
+    if (req->json_body) {
         const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
         if (declared > (unsigned long long)srv->app->cfg->max_body_bytes) {
@@ -162,8 +170,10 @@ static enum MHD_Result on_headers(vx_request *req, const char *method) {
                        (long long)srv->app->cfg->max_body_bytes);
             return answer_early(req, &err);
         }
-    } else if (req->route->body == VX_BODY_UPLOAD) {
-        if (vx_http_upload_begin(req, &err) != 0) return answer_early(req, &err);
+    }
+    if (req->route->body == VX_BODY_UPLOAD || req->route->body == VX_BODY_RAW) {
+        if (req->route->body == VX_BODY_UPLOAD && !req->json_body && vx_http_upload_begin(req, &err) != 0)
+            return answer_early(req, &err);
         if (req->route->begin && req->route->begin(req, &err) != 0) {
             if (err.status == VX_OK) vx_err_set(&err, VX_E_INTERNAL, "internal", "upload refused");
             return answer_early(req, &err);
@@ -176,7 +186,22 @@ static enum MHD_Result on_body(vx_request *req, const char *data, size_t size) {
     const vx_route *route = req->route;
     if (!route || route->body == VX_BODY_NONE) return MHD_YES;
     vx_err err = {0};
-    if (route->body == VX_BODY_JSON) {
+    if (route->body == VX_BODY_RAW) {
+        vx_upload_chunk chunk = {
+            .name = "",
+            .content_type = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+            .data = data,
+            .offset = req->upload_bytes,
+            .size = size,
+        };
+        req->upload_bytes += size;
+        if (route->upload_part(req, &chunk, &err) != 0) {
+            if (err.status == VX_OK) vx_err_set(&err, VX_E_INTERNAL, "internal", "upload refused");
+            return abort_mid_body(req, &err);
+        }
+        return MHD_YES;
+    }
+    if (req->json_body) {
         size_t max = (size_t)req->srv->app->cfg->max_body_bytes;
         if (size > max - req->body_len) {
             vx_err_set(&err, VX_E_TOO_LARGE, "body_too_large", "the request body is over %zu bytes", max);
@@ -217,7 +242,7 @@ static enum MHD_Result on_complete(vx_request *req) {
         vx_respond_errorf(req, VX_E_NOT_FOUND, "not_found", "no such resource");
     } else {
         vx_err err = {0};
-        if (route->body == VX_BODY_UPLOAD && vx_http_upload_finish(req, &err) != 0) {
+        if (route->body == VX_BODY_UPLOAD && !req->json_body && vx_http_upload_finish(req, &err) != 0) {
             vx_respond_error(req, &err);
         } else {
             route->handle(req);
@@ -444,6 +469,8 @@ const char *vx_req_capture(vx_request *req, const char *name) {
         if (strcmp(req->match.names[i], name) == 0) return req->match.values[i];
     return NULL;
 }
+
+bool vx_req_body_is_json(vx_request *req) { return req->json_body; }
 
 const char *vx_req_body(vx_request *req, size_t *len) {
     if (len) *len = req->body_len;

@@ -26,6 +26,8 @@ enum vx_pg_slot {
     PG_WEBHOOK_JOB_GET, PG_WEBHOOK_DELETE_DELIVERIES, PG_WEBHOOK_DELETE, PG_WEBHOOK_ROTATE,
     PG_DELIVERY_DUE, PG_DELIVERY_LEASE, PG_DELIVERY_RECORD, PG_DELIVERY_LIST, PG_DELIVERY_GET,
     PG_DELIVERY_REDELIVER, PG_DELIVERY_RELEASE_OWNER,
+    /* postgres_uploads.c */
+    PG_UPLOAD_INSERT, PG_UPLOAD_GET, PG_UPLOAD_TAKE, PG_UPLOAD_EXPIRE, PG_LEASE_ACQUIRE,
     PG_SLOT_COUNT
 };
 
@@ -165,5 +167,19 @@ int vx_pg_delivery_list(vx_store *st, const char *endpoint_id, const char *curso
 int vx_pg_delivery_redeliver(vx_store *st, const char *endpoint_id, const char *id, int64_t now,
                              vx_delivery *out, vx_err *err);
 int vx_pg_delivery_release_owner(vx_store *st, const char *owner_prefix, vx_err *err);
+
+/* Hooks implemented in postgres_uploads.c (direct uploads, leases). */
+int vx_pg_upload_create(vx_store *st, const vx_upload *u, vx_err *err);
+int vx_pg_upload_get(vx_store *st, const char *id, vx_upload *out, vx_err *err);
+int vx_pg_upload_expire(vx_store *st, int64_t now, int limit, vx_upload **out, size_t *n, vx_err *err);
+int vx_pg_lease_acquire(vx_store *st, const char *name, const char *owner, int64_t now, int64_t ttl_ms,
+                        bool *acquired, vx_err *err);
+/* Inside a transaction: takes a pending, unexpired upload of user_id for
+ * job_id; CONFLICT "upload_used" when it cannot (postgres_uploads.c). */
+int vx_pg_upload_take(vx_pg_conn *c, const char *upload_id, const char *user_id, const char *job_id, int64_t now,
+                      vx_err *err);
+/* postgres_jobs.c */
+int vx_pg_job_submit_upload(vx_store *st, const vx_job *job, const char *upload_id, int64_t now,
+                            vx_job *existing, vx_err *err);
 
 #endif

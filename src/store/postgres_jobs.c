@@ -128,7 +128,7 @@ static int requeue(vx_pg_conn *c, const char *id, int64_t run_after, const char 
 
 /* ---- submit, get, list, cancel ------------------------------------------ */
 
-struct submit_args { const vx_job *job; vx_job *existing; };
+struct submit_args { const vx_job *job; vx_job *existing; const char *upload_id; int64_t now; };
 
 static int submit_body(vx_pg_conn *c, void *arg, vx_err *err) {
     struct submit_args *a = arg;
@@ -148,6 +148,7 @@ static int submit_body(vx_pg_conn *c, void *arg, vx_err *err) {
         }
         PQclear(r);
     }
+    if (a->upload_id && vx_pg_upload_take(c, a->upload_id, job->user_id, job->id, a->now, err) != 0) return -1;
     p.n = 0;
     vx_pg_text(&p, job->id);
     vx_pg_text(&p, job->user_id);
@@ -197,7 +198,16 @@ int vx_pg_job_submit(vx_store *st, const vx_job *job, vx_job *existing, vx_err *
     if (existing) memset(existing, 0, sizeof *existing);
     if (!job->id[0] || !job->user_id[0] || !job->model[0] || job->held < 0 || job->max_attempts < 1)
         return vx_err_set(err, VX_E_INVALID, "invalid_job", "a job needs an id, user, model and max_attempts");
-    struct submit_args a = {job, existing};
+    struct submit_args a = {job, existing, NULL, 0};
+    return vx_pg_run(st, submit_body, &a, err);
+}
+
+int vx_pg_job_submit_upload(vx_store *st, const vx_job *job, const char *upload_id, int64_t now,
+                            vx_job *existing, vx_err *err) {
+    if (existing) memset(existing, 0, sizeof *existing);
+    if (!job->id[0] || !job->user_id[0] || !job->model[0] || job->held < 0 || job->max_attempts < 1)
+        return vx_err_set(err, VX_E_INVALID, "invalid_job", "a job needs an id, user, model and max_attempts");
+    struct submit_args a = {job, existing, upload_id, now};
     return vx_pg_run(st, submit_body, &a, err);
 }
 

@@ -706,6 +706,11 @@ const vx_store_ops vx_store_sqlite_ops = {
     .delivery_list = vx_sqlite_delivery_list,
     .delivery_redeliver = vx_sqlite_delivery_redeliver,
     .delivery_release_owner = vx_sqlite_delivery_release_owner,
+    .upload_create = vx_sqlite_upload_create,
+    .upload_get = vx_sqlite_upload_get,
+    .job_submit_upload = vx_sqlite_job_submit_upload,
+    .upload_expire = vx_sqlite_upload_expire,
+    .lease_acquire = vx_sqlite_lease_acquire,
 };
 
 /* Returns a store the caller closes with vx_store_close(). */

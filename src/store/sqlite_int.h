@@ -29,6 +29,9 @@ enum vx_sqlite_slot {
     SQ_WEBHOOK_DELETE_DELIVERIES, SQ_WEBHOOK_DELETE, SQ_WEBHOOK_ROTATE, SQ_DELIVERY_DUE,
     SQ_DELIVERY_LEASE, SQ_DELIVERY_RECORD, SQ_DELIVERY_LIST, SQ_DELIVERY_GET, SQ_DELIVERY_REDELIVER,
     SQ_DELIVERY_RELEASE_OWNER,
+    /* sqlite_uploads.c */
+    SQ_UPLOAD_INSERT, SQ_UPLOAD_GET, SQ_UPLOAD_TAKE, SQ_UPLOAD_EXPIRE_SELECT, SQ_UPLOAD_EXPIRE_MARK,
+    SQ_LEASE_ACQUIRE,
     SQ_SLOT_COUNT
 };
 
@@ -150,5 +153,19 @@ int vx_sqlite_delivery_list(vx_store *st, const char *endpoint_id, const char *c
 int vx_sqlite_delivery_redeliver(vx_store *st, const char *endpoint_id, const char *id, int64_t now,
                                  vx_delivery *out, vx_err *err);
 int vx_sqlite_delivery_release_owner(vx_store *st, const char *owner_prefix, vx_err *err);
+
+/* Hooks implemented in sqlite_uploads.c (direct uploads, leases). */
+int vx_sqlite_upload_create(vx_store *st, const vx_upload *u, vx_err *err);
+int vx_sqlite_upload_get(vx_store *st, const char *id, vx_upload *out, vx_err *err);
+int vx_sqlite_upload_expire(vx_store *st, int64_t now, int limit, vx_upload **out, size_t *n, vx_err *err);
+int vx_sqlite_lease_acquire(vx_store *st, const char *name, const char *owner, int64_t now, int64_t ttl_ms,
+                            bool *acquired, vx_err *err);
+/* Inside a transaction: takes a pending, unexpired upload of user_id for
+ * job_id; CONFLICT "upload_used" when it cannot (sqlite_uploads.c). */
+int vx_sqlite_upload_take(vx_sqlite_conn *c, const char *upload_id, const char *user_id, const char *job_id,
+                          int64_t now, vx_err *err);
+/* sqlite_jobs.c */
+int vx_sqlite_job_submit_upload(vx_store *st, const vx_job *job, const char *upload_id, int64_t now,
+                                vx_job *existing, vx_err *err);
 
 #endif

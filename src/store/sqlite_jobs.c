@@ -150,7 +150,9 @@ static int requeue(vx_sqlite_conn *c, const char *id, int64_t run_after, const c
 
 /* ---- submit, get, list, cancel ------------------------------------------ */
 
-int vx_sqlite_job_submit(vx_store *st, const vx_job *job, vx_job *existing, vx_err *err) {
+/* job_submit, and with upload_id also job_submit_upload. */
+static int submit(vx_store *st, const vx_job *job, const char *upload_id, int64_t now, vx_job *existing,
+                  vx_err *err) {
     if (existing) memset(existing, 0, sizeof *existing);
     if (!job->id[0] || !job->user_id[0] || !job->model[0] || job->held < 0 || job->max_attempts < 1)
         return vx_err_set(err, VX_E_INVALID, "invalid_job", "a job needs an id, user, model and max_attempts");
@@ -176,6 +178,7 @@ int vx_sqlite_job_submit(vx_store *st, const vx_job *job, vx_job *existing, vx_e
             goto out;
         }
     }
+    if (upload_id && vx_sqlite_upload_take(c, upload_id, job->user_id, job->id, now, err) != 0) goto out;
     s = vx_sqlite_stmt(c, SQ_JOB_INSERT, "INSERT INTO jobs (" JOB_COLS ") VALUES ("
                        "?, ?, ?, 'queued', 0, 0, ?, ?, 0, 0, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL,"
                        " ?, ?, ?, ?, ?, '', '', 0, ?, ?, ?, '', 0, 0)", err);
@@ -228,6 +231,15 @@ out:
     rc = vx_sqlite_finish(c, rc, err);
     vx_sqlite_conn_put(st, c);
     return rc;
+}
+
+int vx_sqlite_job_submit(vx_store *st, const vx_job *job, vx_job *existing, vx_err *err) {
+    return submit(st, job, NULL, 0, existing, err);
+}
+
+int vx_sqlite_job_submit_upload(vx_store *st, const vx_job *job, const char *upload_id, int64_t now,
+                                vx_job *existing, vx_err *err) {
+    return submit(st, job, upload_id, now, existing, err);
 }
 
 int vx_sqlite_job_get(vx_store *st, const char *id, vx_job *out, vx_err *err) {

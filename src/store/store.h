@@ -238,6 +238,29 @@ typedef struct vx_delivery_attempt {
     int64_t retry_at;           /* not delivered: next try, 0 = give up (failed) */
 } vx_delivery_attempt;
 
+/* ---- direct uploads (migration 0004) ---------------------------------- */
+
+typedef enum vx_upload_state {
+    VX_UPLOAD_PENDING, VX_UPLOAD_USED, VX_UPLOAD_EXPIRED,
+} vx_upload_state;
+static inline const char *vx_upload_state_name(vx_upload_state s) {
+    return s == VX_UPLOAD_PENDING ? "pending" : s == VX_UPLOAD_USED ? "used" : "expired";
+}
+
+/* One direct-upload URL handed out: the object `key` may be written until
+ * expires_at; a job takes it at most once (used_by_job). */
+typedef struct vx_upload {
+    char id[VX_ID_SIZE];
+    char user_id[VX_ID_SIZE];
+    char key[512];
+    char filename[256];         /* "" when not given */
+    char content_type[96];      /* "" when not given */
+    int64_t declared_bytes;     /* 0 when not given */
+    vx_upload_state state;
+    int64_t created_at, expires_at;
+    char used_by_job[VX_ID_SIZE]; /* "" while unused */
+} vx_upload;
+
 /* ---- the backend table ----------------------------------------------- */
 
 typedef struct vx_store_ops {
@@ -402,6 +425,28 @@ typedef struct vx_store_ops {
                               vx_delivery *out, vx_err *err);
     /* Clears leases whose owner starts with owner_prefix (a previous run). */
     int (*delivery_release_owner)(vx_store *st, const char *owner_prefix, vx_err *err);
+    /* ---- direct uploads and leases (migration 0004). Appended. ---- */
+    /* Inserts u (state pending). CONFLICT "already_exists" on a duplicate id
+     * or key, NOT_FOUND "user_not_found" for an unknown user. */
+    int (*upload_create)(vx_store *st, const vx_upload *u, vx_err *err);
+    /* NOT_FOUND "upload_not_found" if absent. */
+    int (*upload_get)(vx_store *st, const char *id, vx_upload *out, vx_err *err);
+    /* job_submit that also takes upload `upload_id`, in the same
+     * transaction: it must belong to job->user_id, be pending and unexpired
+     * at `now`; it becomes used with used_by_job = job->id. The idempotency
+     * check comes first (same CONFLICT "idempotency_key_reused" as
+     * job_submit); an upload that cannot be taken: CONFLICT "upload_used"
+     * and nothing changes. */
+    int (*job_submit_upload)(vx_store *st, const vx_job *job, const char *upload_id, int64_t now,
+                             vx_job *existing, vx_err *err);
+    /* Marks up to `limit` pending uploads with expires_at <= now expired and
+     * returns them, oldest first (caller frees *out with free()). */
+    int (*upload_expire)(vx_store *st, int64_t now, int limit, vx_upload **out, size_t *n, vx_err *err);
+    /* A named lease for cluster-wide chores: *acquired = true when `owner`
+     * now holds `name` until now + ttl_ms (free, expired, or already its
+     * own); false while another owner's lease is live. */
+    int (*lease_acquire)(vx_store *st, const char *name, const char *owner, int64_t now, int64_t ttl_ms,
+                         bool *acquired, vx_err *err);
 } vx_store_ops;
 
 struct vx_store {

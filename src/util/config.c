@@ -49,6 +49,13 @@ static int check_nonempty(const char *v) { return v[0] ? 0 : -1; }
 /* The scheme only; the bus backend checks the rest when it opens. */
 static int check_bus_url(const char *v) { return strchr(v, ':') && v[0] != ':' ? 0 : -1; }
 static int check_allow_list(const char *v);
+static int check_public_url(const char *v) {
+    const char *rest = strncmp(v, "https://", 8) == 0 ? v + 8 : strncmp(v, "http://", 7) == 0 ? v + 7 : NULL;
+    if (!rest || !*rest || strchr(rest, '/') || strchr(rest, '?')) return -1;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f) return -1;
+    return 0;
+}
 
 #define STR(field) .type = OPT_STRING, .offset = offsetof(vx_config, field), \
                    .size = sizeof(((vx_config *)0)->field)
@@ -143,6 +150,22 @@ static const option options[] = {
     {.name = "sync-timeout", .env = "VOXD_SYNC_TIMEOUT", NUM(OPT_SECONDS, sync_timeout_s, 1, 86400),
      .metavar = "SECONDS",
      .help = "how long POST /v1/audio/transcriptions waits for its job before answering 504 (the job goes on)"},
+    {.name = "upload-url-ttl", .env = "VOXD_UPLOAD_URL_TTL",
+     NUM(OPT_SECONDS, upload_url_ttl_s, 1, 7 * 86400), .metavar = "SECONDS",
+     .help = "how long a direct-upload URL from POST /v1/uploads accepts the upload"},
+    {.name = "download-url-ttl", .env = "VOXD_DOWNLOAD_URL_TTL",
+     NUM(OPT_SECONDS, download_url_ttl_s, 1, 7 * 86400), .metavar = "SECONDS",
+     .help = "how long a direct-download URL (?redirect=1) stays valid"},
+    {.name = "public-url", .env = "VOXD_PUBLIC_URL", STR(public_url), .metavar = "URL",
+     .help = "scheme://host[:port] clients reach this server at, for the URLs it hands out",
+     .default_text = "http:// + the request's Host header", .check = check_public_url,
+     .expect = "an http:// or https:// URL without a path"},
+    {.name = "sweep-interval", .env = "VOXD_SWEEP_INTERVAL",
+     NUM(OPT_SECONDS, sweep_interval_s, 0, 7 * 86400), .metavar = "SECONDS",
+     .help = "how often one node removes stored objects no job or live upload refers to (0 = never)"},
+    {.name = "sweep-grace", .env = "VOXD_SWEEP_GRACE",
+     NUM(OPT_SECONDS, sweep_grace_s, 0, 366 * 86400), .metavar = "SECONDS",
+     .help = "how old an unreferenced object must be before the sweeper removes it"},
     {.name = "log-level", .env = "VOXD_LOG_LEVEL", STR(log_level), .metavar = "LEVEL",
      .help = "debug, info, warn or error", .check = check_log_level,
      .expect = "debug, info, warn or error"},
@@ -178,6 +201,10 @@ void vx_config_defaults(vx_config *cfg) {
         .webhook_max_attempts = 8,
         .webhook_retry_base_s = 15,
         .sync_timeout_s = 600,
+        .upload_url_ttl_s = 900,
+        .download_url_ttl_s = 300,
+        .sweep_interval_s = 600,
+        .sweep_grace_s = 3600,
         .log_level = "info",
         .access_log = true,
     };

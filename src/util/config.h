@@ -56,6 +56,13 @@ typedef struct vx_config {
     double webhook_retry_base_s; /* --webhook-retry-base, first retry delay (x4 per attempt), default 15 */
     int sync_timeout_s;        /* --sync-timeout, longest wait of a synchronous request (OpenAI endpoint), default 600 */
 
+    /* direct uploads and downloads, orphan sweeper */
+    int upload_url_ttl_s;      /* --upload-url-ttl, life of a POST /v1/uploads URL, default 900 */
+    int download_url_ttl_s;    /* --download-url-ttl, life of a ?redirect=1 URL, default 300 */
+    char public_url[VX_URL_SIZE]; /* --public-url, base of URLs voxd hands out, default from the Host header */
+    int sweep_interval_s;      /* --sweep-interval, orphan-object sweeps, default 600, 0 = never */
+    int sweep_grace_s;         /* --sweep-grace, age before an unreferenced object is removed, default 3600 */
+
     char log_level[16];        /* --log-level, default info */
     bool access_log;           /* --no-access-log turns it off */
 } vx_config;

@@ -42,6 +42,7 @@ int vx_err_http_status(vx_status status) {
     case VX_E_RANGE: return 416;
     case VX_E_UNPROCESSABLE: return 422;
     case VX_E_UNAVAILABLE: return 503;
+    case VX_E_GONE: return 410;
     case VX_E_INTERNAL: return 500;
     }
     return 500;

@@ -23,6 +23,7 @@ typedef enum vx_status {
     VX_E_CANCELED,       /* job canceled while running (internal) */
     VX_E_INTERNAL,       /* 500 */
     VX_E_UNAVAILABLE,    /* 503: a backend is down or we are shutting down */
+    VX_E_GONE,           /* 410: existed but has expired (a direct-upload URL) */
 } vx_status;
 
 typedef struct vx_err {

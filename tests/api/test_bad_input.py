@@ -139,8 +139,11 @@ def test_missing_model_is_400_missing_model(strict_user, good_wav):
 
 
 def test_non_multipart_body_is_415_unsupported_media_type(strict_user):
-    r = strict_user.api.post("/v1/jobs", json={"model": "convert"})
+    r = strict_user.api.post("/v1/jobs", data={"model": "convert"})  # a urlencoded form
     assert_error(r, 415, "unsupported_media_type")
+    # JSON is accepted, but only naming a direct upload (test_uploads.py)
+    r = strict_user.api.post("/v1/jobs", json={"model": "convert"})
+    assert_error(r, 400, "missing_upload_id")
     r = strict_user.api.post("/v1/jobs", data=b"RIFF....", headers={"Content-Type": "audio/wav"})
     assert_error(r, 415, "unsupported_media_type")
 

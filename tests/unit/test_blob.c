@@ -243,10 +243,65 @@ static void test_put_from_another_file_system_copies_and_cleans_up(void) {
     teardown();
 }
 
+typedef struct seen_keys {
+    char keys[8][512];
+    int64_t sizes[8];
+    int n, stop_after;
+} seen_keys;
+
+static int collect(const vx_blob_entry *e, void *user) {
+    seen_keys *s = user;
+    if (s->n < 8) {
+        snprintf(s->keys[s->n], sizeof s->keys[0], "%s", e->key);
+        s->sizes[s->n] = e->size;
+    }
+    s->n++;
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static bool saw(const seen_keys *s, const char *key) {
+    for (int i = 0; i < s->n && i < 8; i++)
+        if (strcmp(s->keys[i], key) == 0) return true;
+    return false;
+}
+
+static void test_list_finds_objects_under_a_prefix_but_not_the_spool(void) {
+    REQUIRE(setup() == 0);
+    vx_err err;
+    const char *keys[] = {"users/u1/job_1/input.wav", "users/u1/uploads/upl_1", "users/u10/x", "other/y"};
+    char src[160];
+    for (int i = 0; i < 4; i++) {
+        REQUIRE(spool_file(src, sizeof src, "l", 10 + (size_t)i, 1) == 0);
+        REQUIRE(b->ops->put_file(b, keys[i], src, &err) == 0);
+    }
+    char stray[256];
+    snprintf(stray, sizeof stray, "%s/objects/.tmp/half-written", dir);
+    FILE *f = fopen(stray, "w");
+    REQUIRE(f != NULL);
+    fclose(f);
+    seen_keys all = {0}, u1 = {0}, none = {0}, first = {.stop_after = 1};
+    CHECK_EQ_INT(b->ops->list(b, "", collect, &all, &err), 0);
+    CHECK_EQ_INT(all.n, 4);
+    CHECK_EQ_INT(b->ops->list(b, "users/u1/", collect, &u1, &err), 0);
+    CHECK_EQ_INT(u1.n, 2);
+    CHECK(saw(&u1, "users/u1/job_1/input.wav") && saw(&u1, "users/u1/uploads/upl_1"));
+    CHECK(!saw(&u1, "users/u10/x"));
+    for (int i = 0; i < u1.n; i++) CHECK(u1.sizes[i] == 10 || u1.sizes[i] == 11);
+    CHECK_EQ_INT(b->ops->list(b, "users/u1", collect, &none, &err), 0); /* a plain prefix, not a folder */
+    CHECK_EQ_INT(none.n, 3);
+    CHECK_EQ_INT(b->ops->list(b, "users/", collect, &first, &err), 0);
+    CHECK_EQ_INT(first.n, 1);
+    seen_keys missing = {0};
+    CHECK_EQ_INT(b->ops->list(b, "nothing/here/", collect, &missing, &err), 0);
+    CHECK_EQ_INT(missing.n, 0);
+    teardown();
+}
+
 TEST_MAIN(TEST_ENTRY(test_key_validation_refuses_traversal_and_odd_names),
           TEST_ENTRY(test_unknown_scheme_is_refused),
           TEST_ENTRY(test_put_moves_the_spool_file_and_reads_back_ranges),
           TEST_ENTRY(test_missing_and_invalid_keys_are_reported),
           TEST_ENTRY(test_failed_put_leaves_no_key_and_no_partial_file),
           TEST_ENTRY(test_overwrite_is_atomic_for_open_readers),
-          TEST_ENTRY(test_put_from_another_file_system_copies_and_cleans_up))
+          TEST_ENTRY(test_put_from_another_file_system_copies_and_cleans_up),
+          TEST_ENTRY(test_list_finds_objects_under_a_prefix_but_not_the_spool))

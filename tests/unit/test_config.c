@@ -313,6 +313,29 @@ static void test_errors_name_the_flag_or_variable(void) {
     leave();
 }
 
+static void test_upload_and_sweeper_options_parse_and_public_url_is_checked(void) {
+    enter();
+    vx_config c;
+    vx_err err;
+    CHECK_EQ_INT(LOAD(&c, &err, "--workers", "1"), 0);
+    CHECK_EQ_INT(c.upload_url_ttl_s, 900);
+    CHECK_EQ_INT(c.download_url_ttl_s, 300);
+    CHECK_EQ_INT(c.sweep_interval_s, 600);
+    CHECK_EQ_INT(c.sweep_grace_s, 3600);
+    CHECK_EQ_STR(c.public_url, "");
+    CHECK_EQ_INT(LOAD(&c, &err, "--upload-url-ttl", "15m", "--sweep-interval", "0", "--sweep-grace", "2h",
+                      "--public-url", "https://voxd.example:8443"), 0);
+    CHECK_EQ_INT(c.upload_url_ttl_s, 900);
+    CHECK_EQ_INT(c.sweep_interval_s, 0);
+    CHECK_EQ_INT(c.sweep_grace_s, 7200);
+    CHECK_EQ_STR(c.public_url, "https://voxd.example:8443");
+    CHECK_EQ_INT(LOAD(&c, &err, "--public-url", "https://voxd.example/api"), -1);
+    CHECK(strstr(err.message, "--public-url") != NULL);
+    CHECK_EQ_INT(LOAD(&c, &err, "--public-url", "ftp://voxd.example"), -1);
+    CHECK_EQ_INT(LOAD(&c, &err, "--upload-url-ttl", "0"), -1);
+    leave();
+}
+
 static void test_help_lists_every_flag_with_its_variable_and_default(void) {
     char *text = NULL;
     size_t len = 0;
@@ -339,7 +362,7 @@ static void test_help_lists_every_flag_with_its_variable_and_default(void) {
     f = open_memstream(&text, &len);
     vx_config_print_help(f);
     fclose(f);
-    CHECK_EQ_INT(flags, 35);
+    CHECK_EQ_INT(flags, 40);
     CHECK(strstr(text, "--sync-timeout SECONDS") != NULL);
     vx_config c;
     vx_err err = {0};
@@ -366,4 +389,5 @@ TEST_MAIN(TEST_ENTRY(test_defaults_are_the_documented_ones),
           TEST_ENTRY(test_durations_accept_units_and_fractions_where_allowed),
           TEST_ENTRY(test_credits_parse_as_exact_decimals),
           TEST_ENTRY(test_errors_name_the_flag_or_variable),
-          TEST_ENTRY(test_help_lists_every_flag_with_its_variable_and_default))
+          TEST_ENTRY(test_help_lists_every_flag_with_its_variable_and_default),
+          TEST_ENTRY(test_upload_and_sweeper_options_parse_and_public_url_is_checked))

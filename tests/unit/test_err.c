@@ -43,7 +43,7 @@ static void test_every_status_maps_to_its_http_status(void) {
         {VX_OK, 200}, {VX_E_INVALID, 400}, {VX_E_UNAUTHORIZED, 401}, {VX_E_PAYMENT, 402},
         {VX_E_FORBIDDEN, 403}, {VX_E_NOT_FOUND, 404}, {VX_E_METHOD, 405}, {VX_E_CONFLICT, 409},
         {VX_E_CANCELED, 409}, {VX_E_TOO_LARGE, 413}, {VX_E_UNSUPPORTED, 415}, {VX_E_RANGE, 416},
-        {VX_E_UNPROCESSABLE, 422}, {VX_E_INTERNAL, 500}, {VX_E_UNAVAILABLE, 503},
+        {VX_E_UNPROCESSABLE, 422}, {VX_E_INTERNAL, 500}, {VX_E_UNAVAILABLE, 503}, {VX_E_GONE, 410},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         CHECK_EQ_INT(vx_err_http_status(table[i].s), table[i].http);
