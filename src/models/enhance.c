@@ -247,6 +247,7 @@ static json_t *report(const enhance_state *s) {
     json_object_set_new(st, "dehum", j);
     j = stage(s->denoise, ss.mean_attenuation_db > 0.1);
     json_object_set_new(j, "attenuation_db", db_or_null(s->denoise ? ss.mean_attenuation_db : 0));
+    json_object_set_new(j, "bursts", json_integer(ss.bursts));
     json_object_set_new(st, "denoise", j);
     j = stage(s->declip, fs.declipped_samples > 0);
     json_object_set_new(j, "repaired_samples", json_integer(fs.declipped_samples));
