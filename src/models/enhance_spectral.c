@@ -26,8 +26,8 @@
 #define ABSENCE_ODDS 0.25f    /* a priori odds of speech absence for the OM-LSA weighting */
 #define DD_ALPHA 0.97         /* decision-directed weight */
 #define LOOK 4                /* frames of lookahead for the burst detector (64 ms at 16 kHz) */
-#define BURST_QUIET 1.26f     /* a burst starts from a pause: frame power within 1 dB of the noise ... */
-#define BURST_RISE 50.0f      /* ... rises 17 dB over the noise ... */
+#define BURST_QUIET 2.5f      /* a burst starts from a pause: frame power within 4 dB of the noise ... */
+#define BURST_RISE 400.0f     /* ... rises 26 dB over the noise ... */
 #define BURST_GONE 0.3f       /* ... and LOOK frames later keeps less than this of its peak */
 #define BURST_REGROW 1.5f     /* a frame this much louder than the one before ends a burst */
 #define BURST_MAX_S 0.4       /* so does this much time */
@@ -53,6 +53,7 @@ struct vx_enhance_spectral {
     bool burst_on;
     int burst_frames, burst_max;
     float burst_gain;
+    int64_t burst_ended;  /* frame where the last burst ended */
     int64_t bursts;
     float *smooth;    /* S: time/frequency-smoothed power */
     float *smin, *stmp;
@@ -316,7 +317,7 @@ static void compute_gains(vx_enhance_spectral *s) {
 /* Transient (burst) noise in pauses: knocks, clatter and door slams rise
  * within a few ms and die away within a few tens, while speech that starts
  * after a pause goes on (a syllable outlasts the 64 ms lookahead). A frame
- * that follows a quiet one (within 1 dB of the tracked floor), rises 17 dB
+ * that follows a quiet one (within 4 dB of the tracked floor), rises 26 dB
  * over the floor and, LOOK frames later, has fallen under BURST_GONE of its
  * peak without growing again starts a burst. Its bins standing 3 dB over
  * the floor are held at least BURST_ATTEN_DB down until the level grows
@@ -336,6 +337,7 @@ static void track_bursts(vx_enhance_spectral *s, int64_t t) {
             return;
         }
         s->burst_on = false;
+        s->burst_ended = t;
         memset(s->burst, 0, (size_t)nb * sizeof(float));
     }
     if (fminf(s->e_prev[0], s->e_prev[1]) > BURST_QUIET * floor_e) return;
@@ -347,9 +349,12 @@ static void track_bursts(vx_enhance_spectral *s, int64_t t) {
     }
     if (s->energy[(t + LOOK) % (LOOK + 1)] > BURST_GONE * peak) return;
     for (int k = 0; k < nb; k++) s->burst[k] = pc[k] > s->noise[k] ? pc[k] - s->noise[k] : 0.0f;
+    /* A burst whose peak is in the frame after its onset ends there (it
+     * grew) and starts again at once, with the lookahead checked anew: one
+     * burst, counted once. */
+    if (!(s->burst_frames == 1 && s->burst_ended == t)) s->bursts++;
     s->burst_on = true;
     s->burst_frames = 0;
-    s->bursts++;
 }
 
 static float power_of(const vx_enhance_spectral *s, vx_complex *const *spec, float *out) {
