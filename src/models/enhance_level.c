@@ -3,9 +3,11 @@
  * Bounded design: cleaned audio is held in a FIFO of at most `window_s`;
  * audio leaves the FIFO with the gain implied by the integrated loudness of
  * everything seen so far (so any input no longer than the window gets one
- * exact gain; longer ones a slowly settling gain). The limiter estimates
- * inter-sample peaks by 4x polyphase interpolation and applies a smooth,
- * lookahead gain that never lets them exceed the ceiling. Not thread-safe. */
+ * exact gain; longer ones a slowly settling gain), raised by the loudness
+ * the limiter will take (a dry run of the limiter over the window). The
+ * limiter estimates inter-sample peaks by polyphase interpolation to 192 kHz
+ * (at least 4x) and applies a smooth lookahead gain that never lets them
+ * exceed the ceiling. Not thread-safe. */
 #include <ebur128.h>
 #include <math.h>
 #include <stdlib.h>
@@ -13,8 +15,9 @@
 #include "enhance_int.h"
 
 #define MAX_CHANNELS 8
-#define TP_HALF 6              /* interpolation taps either side */
-#define TP_PHASES 4
+#define TP_HALF 8              /* interpolation taps either side */
+#define TP_PHASES_MAX 12       /* oversampling: to 192 kHz (as meters do), at least 4x */
+#define TP_TARGET_RATE 192000
 #define LIMIT_LOOKAHEAD_S 0.001  /* attack: a linear ramp this long before a peak */
 #define LIMIT_RELEASE_S 0.01   /* short: touches little of the waveform (docs/enhance.md) */
 #define LIMIT_MARGIN_DB 0.3    /* our interpolator vs. the meter's */
@@ -26,7 +29,7 @@
 #define DRY_ROUNDS 3
 #define OUT_CHUNK 1024
 
-/* Running true-peak estimate of a stream (4x interpolation near the max). */
+/* Running true-peak estimate of a stream (interpolated near the max). */
 typedef struct peak_tracker {
     float hist[2 * TP_HALF][MAX_CHANNELS];
     int64_t n;
@@ -38,6 +41,7 @@ typedef struct peak_tracker {
  * dry-run a window to measure the loudness the limiting will take. */
 typedef struct limiter {
     const float (*taps)[2 * TP_HALF];
+    int phases;
     int channels, lookahead;
     float ceiling, release_step;
     float hist[RING][MAX_CHANNELS];   /* gained input */
@@ -62,7 +66,8 @@ struct vx_enhance_level {
     bool gain_set;
     peak_tracker pre;   /* cleaned audio before the gain */
     peak_tracker post;  /* the emitted output (for the report) */
-    float taps[TP_PHASES][2 * TP_HALF];
+    float taps[TP_PHASES_MAX][2 * TP_HALF];
+    int phases;
     limiter lim, *dry; /* dry: scratch limiter for the loudness dry run */
     float out[OUT_CHUNK * MAX_CHANNELS];
     size_t out_len;
@@ -72,6 +77,7 @@ struct vx_enhance_level {
 static void limiter_init(limiter *m, const vx_enhance_level *l, double lookahead_s, double release_s) {
     memset(m, 0, sizeof *m);
     m->taps = (const float (*)[2 * TP_HALF])l->taps;
+    m->phases = l->phases;
     m->channels = l->channels;
     m->ceiling = (float)pow(10.0, (l->o.ceiling_dbtp - LIMIT_MARGIN_DB) / 20.0);
     m->lookahead = (int)ceil(lookahead_s * l->rate);
@@ -104,8 +110,14 @@ vx_enhance_level *vx_enhance_level_new(int rate, int channels, const vx_enhance_
         l->fifo = malloc(l->fifo_cap * (size_t)channels * sizeof(float));
         if (!l->fifo) goto oom;
     }
-    for (int p = 0; p < TP_PHASES; p++) {
-        double frac = (double)p / TP_PHASES;
+    /* Inter-sample peaks of audio with content near Nyquist (16 kHz speech
+     * with clicks) fall between 4x points: oversample to 192 kHz like a
+     * BS.1770 meter working at that rate would. */
+    l->phases = (TP_TARGET_RATE + rate - 1) / rate;
+    if (l->phases < 4) l->phases = 4;
+    if (l->phases > TP_PHASES_MAX) l->phases = TP_PHASES_MAX;
+    for (int p = 0; p < l->phases; p++) {
+        double frac = (double)p / l->phases;
         for (int t = 0; t < 2 * TP_HALF; t++) {
             double x = (double)(t - TP_HALF + 1) - frac; /* tap t weighs sample m - TP_HALF + 1 + t */
             double sinc = fabs(x) < 1e-9 ? 1.0 : sin(M_PI * x) / (M_PI * x);
@@ -176,7 +188,7 @@ static float true_peak_at(const limiter *l, int64_t m) {
         /* Inter-sample overshoot of band-limited audio stays within a few
          * dB: only interpolate samples that could reach the ceiling. */
         if (fmaxf(a, b) < 0.5f * l->ceiling) continue;
-        for (int p = 1; p < TP_PHASES; p++) {
+        for (int p = 1; p < l->phases; p++) {
             float y = 0;
             for (int t = 0; t < 2 * TP_HALF; t++) y += l->taps[p][t] * l->hist[(m - TP_HALF + 1 + t) & (RING - 1)][c];
             peak = fmaxf(peak, fabsf(y));
@@ -283,7 +295,7 @@ static void track_peak(const vx_enhance_level *l, peak_tracker *t, const float *
         float b = fabsf(t->hist[(base + TP_HALF) % (2 * TP_HALF)][c]);
         t->peak = fmaxf(t->peak, fmaxf(a, b));
         if (fmaxf(a, b) < 0.6f * t->peak) continue;
-        for (int p = 1; p < TP_PHASES; p++) {
+        for (int p = 1; p < l->phases; p++) {
             float y = 0;
             for (int k = 0; k < 2 * TP_HALF; k++) y += l->taps[p][k] * t->hist[(base + k) % (2 * TP_HALF)][c];
             t->peak = fmaxf(t->peak, fabsf(y));
