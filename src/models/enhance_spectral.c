@@ -27,7 +27,7 @@
 #define DD_ALPHA 0.97         /* decision-directed weight */
 #define LOOK 4                /* frames of lookahead for the burst detector (64 ms at 16 kHz) */
 #define BURST_QUIET 2.5f      /* a burst starts from a pause: frame power within 4 dB of the noise ... */
-#define BURST_RISE 400.0f     /* ... rises 26 dB over the noise ... */
+#define BURST_RISE 3000.0f    /* ... rises 35 dB over the noise ... */
 #define BURST_GONE 0.3f       /* ... and LOOK frames later keeps less than this of its peak */
 #define BURST_REGROW 1.5f     /* a frame this much louder than the one before ends a burst */
 #define BURST_MAX_S 0.4       /* so does this much time */
@@ -317,7 +317,7 @@ static void compute_gains(vx_enhance_spectral *s) {
 /* Transient (burst) noise in pauses: knocks, clatter and door slams rise
  * within a few ms and die away within a few tens, while speech that starts
  * after a pause goes on (a syllable outlasts the 64 ms lookahead). A frame
- * that follows a quiet one (within 4 dB of the tracked floor), rises 26 dB
+ * that follows a quiet one (within 4 dB of the tracked floor), rises 35 dB
  * over the floor and, LOOK frames later, has fallen under BURST_GONE of its
  * peak without growing again starts a burst. Its bins standing 3 dB over
  * the floor are held at least BURST_ATTEN_DB down until the level grows
