@@ -2,10 +2,13 @@
  * Hann-windowed spectrum (vx_stft), a minima-controlled recursive-averaging
  * noise tracker (MCRA, Cohen & Berdugo 2002), Sohn's statistical likelihood
  * ratio with decision-directed a-priori SNR, a voicing score from the
- * autocorrelation of the noise-reduced spectrum, and a logistic combination
- * of them; a two-state HMM smoothed over a fixed lag turns frame posteriors
- * into probabilities with hangover. State is bounded: a few spectra per
- * stream. Any thread; one object belongs to one thread at a time. */
+ * autocorrelation of the noise-reduced spectrum, long-term features over a
+ * centred 110 ms window (modulation, LTSV, mean voicing and llr, and the
+ * latter two over their own 3 s minimum), and a logistic combination of
+ * them; a two-state HMM smoothed over a fixed lag turns frame posteriors
+ * into probabilities with hangover. State is bounded: a few spectra and
+ * feature windows per stream. Any thread; one object belongs to one thread
+ * at a time. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,9 +3,10 @@
  * waveform) and statistical noise suppression: noise tracking by speech
  * presence probability, capped by minimum statistics (minima-controlled),
  * decision-directed a priori SNR and the MMSE log-spectral amplitude gain
- * with a floor. Channels share one gain
- * (from their mean power) so the stereo image stays put. Bounded state.
- * One object per model run; not thread-safe. */
+ * with a floor, plus a transient (burst) suppressor that looks 4 frames
+ * ahead. Channels share one gain (from their mean power) so the stereo
+ * image stays put. Bounded state. One object per model run; not
+ * thread-safe. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,7 @@
 /* test_vad.c - the voice activity detector (src/audio/vad.c) on synthetic
  * signals whose answer is known (silence, a speech-like harmonic complex,
- * white and pink noise), its frame bookkeeping, and the segment rules
+ * white and pink noise, a steady voiced drone that sinks to its adaptive
+ * floor), its frame bookkeeping, and the segment rules
  * (threshold, min speech, min silence, padding) on constructed sequences. */
 #include <math.h>
 #include <stdlib.h>
