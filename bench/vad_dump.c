@@ -2,15 +2,17 @@
  * audio files (tab-separated, one line per 10 ms frame), for bench/vad_fit.py
  * (fitting the feature weights) and for inspection. Built by that script
  * against a voxd build's libvoxd.a; not part of voxd itself.
- *   vad_dump FILE...   -> path index probability raw power_db noise_db snr_db flatness llr voicing */
+ *   vad_dump FILE...   -> path index probability raw power_db noise_db snr_db flatness llr voicing
+ *                         modulation ltsv voicing_lt llr_lt voicing_rel llr_rel */
 #include <stdio.h>
 #include <stdlib.h>
 #include "audio/audio.h"
 #include "audio/vad.h"
 
 static int print_frame(void *user, const vx_vad_frame *f, vx_err *err) {
-    printf("%s\t%lld\t%.4f\t%.4f\t%.2f\t%.2f\t%.2f\t%.4f\t%.4f\t%.4f\n", (const char *)user, (long long)f->index,
-           f->probability, f->raw, f->power_db, f->noise_db, f->snr_db, f->flatness, f->llr, f->voicing);
+    printf("%s\t%lld\t%.4f\t%.4f\t%.2f\t%.2f\t%.2f\t%.4f\t%.4f\t%.4f\t%.3f\t%.5f\t%.4f\t%.4f\t%.4f\t%.4f\n", (const char *)user, (long long)f->index,
+           f->probability, f->raw, f->power_db, f->noise_db, f->snr_db, f->flatness, f->llr, f->voicing, f->modulation,
+           f->ltsv, f->voicing_lt, f->llr_lt, f->voicing_rel, f->llr_rel);
     return 0;
 }
 

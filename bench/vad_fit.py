@@ -25,7 +25,7 @@ ROOT = os.path.dirname(HERE)
 HOP = 160
 FS = 16000
 PKGS = "libmicrohttpd jansson sqlite3 libsodium libavformat libavcodec libswresample libavutil libebur128"
-FEATURES = ["llr", "voicing", "snr", "flatness"]
+FEATURES = ["llr", "voicing", "snr", "flatness", "mod", "ltsv", "voicing_lt", "llr_lt", "voicing_rel", "llr_rel"]
 
 
 def build_dumper(build, out):
@@ -37,7 +37,8 @@ def build_dumper(build, out):
 
 
 def dump(tool, paths):
-    """path -> array (frames x columns: probability raw power noise snr flatness llr voicing)."""
+    """path -> array (frames x columns: probability raw power noise snr flatness llr voicing modulation
+    ltsv voicing_lt llr_lt voicing_rel llr_rel)."""
     out = {}
     for i in range(0, len(paths), 64):
         text = subprocess.run([tool] + paths[i:i + 64], check=True, capture_output=True, text=True).stdout
@@ -54,7 +55,10 @@ def design(cols):
     """The model's inputs, exactly as vad.c computes them."""
     llr = np.minimum(cols[:, 6], 6.0)
     snr = np.clip(cols[:, 4], -10.0, 30.0)
-    return np.column_stack([llr, cols[:, 7], snr, cols[:, 5]])
+    mod = np.minimum(cols[:, 8], 20.0)
+    ltsv = np.log(cols[:, 9] + 1e-4)
+    return np.column_stack([llr, cols[:, 7], snr, cols[:, 5], mod, ltsv, cols[:, 10], cols[:, 11], cols[:, 12],
+                            cols[:, 13]])
 
 
 def clean_labels(x, start, end, nframes):

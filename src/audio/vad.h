@@ -25,6 +25,12 @@ typedef struct vx_vad_frame {
     double flatness;     /* spectral flatness (geometric/arithmetic mean power, 0..1), 0 for silence */
     double llr;          /* mean per-bin log likelihood ratio of speech vs noise (Sohn) */
     double voicing;      /* periodicity of the noise-reduced spectrum in the 70-400 Hz pitch range, 0..1 */
+    double modulation;   /* std-dev of the 300-3400 Hz band level over the 110 ms around the frame, dB */
+    double ltsv;         /* long-term spectral variability over the same window (Ghosh et al. 2011), 0.. */
+    double voicing_lt;   /* mean voicing over the 110 ms around the frame */
+    double llr_lt;       /* mean llr (capped at 6) over the same window */
+    double voicing_rel;  /* voicing_lt over its own minimum of the last 3 s (adaptive floor) */
+    double llr_rel;      /* llr_lt over its own minimum of the last 3 s */
 } vx_vad_frame;
 
 /* Called once per frame, in order. Returns 0, or -1 to stop with *err filled. */

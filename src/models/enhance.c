@@ -53,8 +53,8 @@ static const vx_param_spec enhance_params[] = {
      .max = 0, .default_number = -1},
     {.name = "max_limiting_db", .type = VX_PARAM_NUMBER,
      .description = "how far the limiter may pull peaks down to reach target_lufs; beyond that the gain is lowered "
-                    "instead (0 = never shape peaks of audio within the loudness window)",
-     .min = 0, .max = 20, .default_number = 0},
+                    "instead (0 = never shape peaks of audio within the loudness window: best waveform fidelity)",
+     .min = 0, .max = 20, .default_number = 20},
     {.name = "loudness_window_s", .type = VX_PARAM_NUMBER,
      .description = "audio held to measure loudness before the gain is committed (inputs up to this long get one exact gain)",
      .min = 0.5, .max = 60, .default_number = 20},
@@ -247,6 +247,7 @@ static json_t *report(const enhance_state *s) {
     json_object_set_new(st, "dehum", j);
     j = stage(s->denoise, ss.mean_attenuation_db > 0.1);
     json_object_set_new(j, "attenuation_db", db_or_null(s->denoise ? ss.mean_attenuation_db : 0));
+    json_object_set_new(j, "bursts", json_integer(ss.bursts));
     json_object_set_new(st, "denoise", j);
     j = stage(s->declip, fs.declipped_samples > 0);
     json_object_set_new(j, "repaired_samples", json_integer(fs.declipped_samples));

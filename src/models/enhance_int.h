@@ -50,6 +50,7 @@ typedef struct vx_enhance_spectral_opts {
 typedef struct vx_enhance_spectral_stats {
     double snr_db;              /* estimated input SNR (speech-weighted), NAN if no signal */
     double mean_attenuation_db; /* energy removed by the denoiser, dB (>= 0) */
+    int64_t bursts;             /* transient noise bursts suppressed */
     int64_t frames;
 } vx_enhance_spectral_stats;
 

@@ -3,9 +3,10 @@
  * waveform) and statistical noise suppression: noise tracking by speech
  * presence probability, capped by minimum statistics (minima-controlled),
  * decision-directed a priori SNR and the MMSE log-spectral amplitude gain
- * with a floor. Channels share one gain
- * (from their mean power) so the stereo image stays put. Bounded state.
- * One object per model run; not thread-safe. */
+ * with a floor, plus a transient (burst) suppressor that looks 4 frames
+ * ahead. Channels share one gain (from their mean power) so the stereo
+ * image stays put. Bounded state. One object per model run; not
+ * thread-safe. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,13 @@
 #define MIN_BIAS 4.0f         /* minimum of smoothed noise power -> its mean, with margin */
 #define ABSENCE_ODDS 0.25f    /* a priori odds of speech absence for the OM-LSA weighting */
 #define DD_ALPHA 0.97         /* decision-directed weight */
+#define LOOK 4                /* frames of lookahead for the burst detector (64 ms at 16 kHz) */
+#define BURST_QUIET 2.5f      /* a burst starts from a pause: frame power within 4 dB of the noise ... */
+#define BURST_RISE 3000.0f    /* ... rises 35 dB over the noise ... */
+#define BURST_GONE 0.3f       /* ... and LOOK frames later keeps less than this of its peak */
+#define BURST_REGROW 1.5f     /* a frame this much louder than the one before ends a burst */
+#define BURST_MAX_S 0.4       /* so does this much time */
+#define BURST_ATTEN_DB 10.0   /* a burst's bins are attenuated at least this much (a miss costs little) */
 #define LSA_TABLE_PER_OCT 64
 #define LSA_LOG2_MIN -20
 #define LSA_LOG2_MAX 6
@@ -34,9 +42,20 @@ struct vx_enhance_spectral {
     vx_enhance_spectral_opts o;
     int rate, channels, frame, hop, bins;
     vx_stft *stft[MAX_CHANNELS];
-    vx_complex *spec[MAX_CHANNELS];
+    vx_complex *spec[MAX_CHANNELS];  /* frame t (being processed): points into ring */
+    vx_complex *ring[LOOK + 1][MAX_CHANNELS]; /* spectra of frames t..t+LOOK */
+    float *pring[LOOK + 1];          /* their powers */
+    float energy[LOOK + 1];          /* their total powers */
+    float e_prev[2];                 /* total power of frames t-1 and t-2 */
+    int64_t analysed;
     float *hp;        /* high-pass magnitude per bin (1 when off) */
-    float *power;     /* mean power across channels, high-passed */
+    float *power;     /* mean power across channels, high-passed: frame t (points into pring) */
+    float *burst;     /* power of the transient (burst) noise in frame t */
+    bool burst_on;
+    int burst_frames, burst_max;
+    float burst_gain;
+    int64_t burst_ended;  /* frame where the last burst ended */
+    int64_t bursts;
     float *smooth;    /* S: time/frequency-smoothed power */
     float *smin, *stmp;
     float *sub_min;   /* MIN_SUBWINDOWS x bins ring of sub-window minima */
@@ -114,12 +133,15 @@ vx_enhance_spectral *vx_enhance_spectral_new(int rate, int channels, const vx_en
     for (int c = 0; c < channels; c++) {
         s->stft[c] = vx_stft_new(&cfg, err);
         if (!s->stft[c]) goto fail;
-        s->spec[c] = malloc((size_t)s->bins * sizeof(vx_complex));
-        if (!s->spec[c]) goto oom;
+        for (int f = 0; f <= LOOK; f++) {
+            s->ring[f][c] = calloc((size_t)s->bins, sizeof(vx_complex));
+            if (!s->ring[f][c]) goto oom;
+        }
     }
     size_t nb = (size_t)s->bins;
-    float **arrays[] = {&s->hp, &s->power, &s->smooth, &s->smin, &s->stmp, &s->presence, &s->noise,
-                        &s->prev_gain2_gamma, &s->gain};
+    float **arrays[] = {&s->pring[0], &s->pring[1], &s->pring[2], &s->pring[3], &s->pring[4], &s->hp, &s->smooth, &s->smin, &s->stmp, &s->presence, &s->noise,
+                        &s->prev_gain2_gamma, &s->gain, &s->burst};
+    _Static_assert(LOOK == 4, "pring entries above");
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
         *arrays[i] = calloc(nb, sizeof(float));
         if (!*arrays[i]) goto oom;
@@ -138,6 +160,9 @@ vx_enhance_spectral *vx_enhance_spectral_new(int rate, int channels, const vx_en
     s->a_presence = alpha_for(TAU_PRESENCE_S, hop_s);
     s->a_noise = alpha_for(TAU_NOISE_S, hop_s);
     s->hold_frames = (int)(HOLD_S / hop_s);
+    s->burst_max = (int)(BURST_MAX_S / hop_s);
+    s->burst_gain = (float)pow(10.0, -BURST_ATTEN_DB / 20.0);
+    if (s->burst_gain < s->gain_floor) s->burst_gain = s->gain_floor;
     s->sub_len = (int)ceil(MIN_WINDOW_S / MIN_SUBWINDOWS / hop_s);
     s->gain_floor = (float)pow(10.0, -o->max_attenuation_db / 20.0);
     s->log_floor = logf(s->gain_floor);
@@ -177,10 +202,10 @@ void vx_enhance_spectral_free(vx_enhance_spectral *s) {
     if (!s) return;
     for (int c = 0; c < MAX_CHANNELS; c++) {
         vx_stft_free(s->stft[c]);
-        free(s->spec[c]);
+        for (int f = 0; f <= LOOK; f++) free(s->ring[f][c]);
     }
+    for (int f = 0; f <= LOOK; f++) free(s->pring[f]);
     free(s->hp);
-    free(s->power);
     free(s->smooth);
     free(s->smin);
     free(s->stmp);
@@ -189,12 +214,14 @@ void vx_enhance_spectral_free(vx_enhance_spectral *s) {
     free(s->noise);
     free(s->prev_gain2_gamma);
     free(s->gain);
+    free(s->burst);
     free(s->ramp);
     free(s);
 }
 
 int vx_enhance_spectral_hop(const vx_enhance_spectral *s) { return s->hop; }
-int vx_enhance_spectral_delay(const vx_enhance_spectral *s) { return s->frame - s->hop; }
+/* The STFT's latency plus the burst detector's lookahead. */
+int vx_enhance_spectral_delay(const vx_enhance_spectral *s) { return s->frame - s->hop + LOOK * s->hop; }
 
 /* Noise tracking by speech presence probability (Gerkmann & Hendriks'
  * unbiased MMSE estimator): each bin's posterior probability of speech,
@@ -280,6 +307,7 @@ static void compute_gains(vx_enhance_spectral *s) {
         float ev = v < 80 ? expf(-v) : 0.0f;
         float p = 1.0f / (1.0f + ABSENCE_ODDS * (1 + xi) * ev);
         g = expf(p * (logf(g) - s->log_floor) + s->log_floor); /* g^p * floor^(1-p) */
+        if (s->burst_on && s->burst[k] > s->noise[k] && g > s->burst_gain) g = s->burst_gain;
         s->gain[k] = g;
         s->prev_gain2_gamma[k] = g * g * gamma;
         s->sum_speech += s->power[k] > s->noise[k] ? s->power[k] - s->noise[k] : 0;
@@ -287,23 +315,85 @@ static void compute_gains(vx_enhance_spectral *s) {
     }
 }
 
+/* Transient (burst) noise in pauses: knocks, clatter and door slams rise
+ * within a few ms and die away within a few tens, while speech that starts
+ * after a pause goes on (a syllable outlasts the 64 ms lookahead). A frame
+ * that follows a quiet one (within 4 dB of the tracked floor), rises 35 dB
+ * over the floor and, LOOK frames later, has fallen under BURST_GONE of its
+ * peak without growing again starts a burst. Its bins standing 3 dB over
+ * the floor are held at least BURST_ATTEN_DB down until the level grows
+ * again (speech arriving), falls back to the floor, or BURST_MAX_S passes.
+ * Plosives after a closure look alike, so the thresholds are strict and the
+ * attenuation bounded: a false hit on speech costs 10 dB on one consonant,
+ * not its removal. Bursts under speech are left to the statistical gain. */
+static void track_bursts(vx_enhance_spectral *s, int64_t t) {
+    int nb = s->bins;
+    const float *pc = s->power;
+    float floor_e = 0;
+    for (int k = 0; k < nb; k++) floor_e += s->noise[k];
+    float e_t = s->energy[t % (LOOK + 1)];
+    if (s->burst_on) {
+        if (++s->burst_frames < s->burst_max && e_t <= BURST_REGROW * s->e_prev[0] && e_t > 2 * floor_e) {
+            for (int k = 0; k < nb; k++) s->burst[k] = pc[k] > s->noise[k] ? pc[k] - s->noise[k] : 0.0f;
+            return;
+        }
+        s->burst_on = false;
+        s->burst_ended = t;
+        memset(s->burst, 0, (size_t)nb * sizeof(float));
+    }
+    if (fminf(s->e_prev[0], s->e_prev[1]) > BURST_QUIET * floor_e) return;
+    float peak = fmaxf(e_t, s->energy[(t + 1) % (LOOK + 1)]);
+    if (peak < BURST_RISE * floor_e) return;
+    for (int f = 2; f <= LOOK; f++) {
+        float e = s->energy[(t + f) % (LOOK + 1)], before = s->energy[(t + f - 1) % (LOOK + 1)];
+        if (e > peak || e > BURST_REGROW * before) return;
+    }
+    if (s->energy[(t + LOOK) % (LOOK + 1)] > BURST_GONE * peak) return;
+    for (int k = 0; k < nb; k++) s->burst[k] = pc[k] > s->noise[k] ? pc[k] - s->noise[k] : 0.0f;
+    /* A burst whose peak is in the frame after its onset ends there (it
+     * grew) and starts again at once, with the lookahead checked anew: one
+     * burst, counted once. */
+    if (!(s->burst_frames == 1 && s->burst_ended == t)) s->bursts++;
+    s->burst_on = true;
+    s->burst_frames = 0;
+}
+
+static float power_of(const vx_enhance_spectral *s, vx_complex *const *spec, float *out) {
+    float inv_ch = 1.0f / (float)s->channels, total = 0;
+    for (int k = 0; k < s->bins; k++) {
+        float p = 0;
+        for (int c = 0; c < s->channels; c++) p += spec[c][k].re * spec[c][k].re + spec[c][k].im * spec[c][k].im;
+        out[k] = p * inv_ch * s->hp[k] * s->hp[k];
+        total += out[k];
+    }
+    return total;
+}
+
 void vx_enhance_spectral_process(vx_enhance_spectral *s, float *const *io) {
     int nb = s->bins;
-    float inv_ch = 1.0f / (float)s->channels;
-    for (int c = 0; c < s->channels; c++) vx_stft_analyze(s->stft[c], io[c], s->spec[c]);
-    for (int k = 0; k < nb; k++) {
-        float p = 0;
-        for (int c = 0; c < s->channels; c++) p += s->spec[c][k].re * s->spec[c][k].re + s->spec[c][k].im * s->spec[c][k].im;
-        s->power[k] = p * inv_ch * s->hp[k] * s->hp[k];
+    int slot = (int)(s->analysed % (LOOK + 1));
+    for (int c = 0; c < s->channels; c++) vx_stft_analyze(s->stft[c], io[c], s->ring[slot][c]);
+    s->energy[slot] = power_of(s, s->ring[slot], s->pring[slot]);
+    if (s->analysed++ < LOOK) {
+        /* The first frames wait for their lookahead: emit the (silent)
+         * output of empty frames before them. */
+        vx_complex *zero = s->ring[LOOK][0];
+        memset(zero, 0, (size_t)nb * sizeof(vx_complex));
+        for (int c = 0; c < s->channels; c++) vx_stft_synthesize(s->stft[c], zero, io[c]);
+        return;
     }
+    int64_t t = s->frames; /* == analysed - 1 - LOOK */
+    int cur = (int)(t % (LOOK + 1));
+    s->power = s->pring[cur];
+    for (int c = 0; c < s->channels; c++) s->spec[c] = s->ring[cur][c];
+    float total = s->energy[cur];
     bool gains = false;
     if (s->o.denoise) {
         /* Frames that still overlap the leading padding hold less energy
          * than the input really has: scale them up for the statistics, and
          * skip those that are mostly padding. Digital silence says nothing
          * about the noise and is skipped too. */
-        float share = s->frames < s->ramp_frames ? s->ramp[s->frames] : 1.0f, total = 0;
-        for (int k = 0; k < nb; k++) total += s->power[k];
+        float share = s->frames < s->ramp_frames ? s->ramp[s->frames] : 1.0f;
         if (share >= 0.3f && total <= s->silence * share && !s->tracking) s->seen_silence = true;
         /* A sudden jump in level (a knock, a door, a word onset) holds the
          * noise estimate for a moment: impulsive sounds must not raise it. */
@@ -321,6 +411,7 @@ void vx_enhance_spectral_process(vx_enhance_spectral *s, float *const *io) {
             }
         }
         if (s->tracking) {
+            if (s->frames >= 2) track_bursts(s, t);
             compute_gains(s);
             gains = true;
         }
@@ -340,12 +431,15 @@ void vx_enhance_spectral_process(vx_enhance_spectral *s, float *const *io) {
     s->sum_in += in;
     s->sum_out += out;
     for (int c = 0; c < s->channels; c++) vx_stft_synthesize(s->stft[c], s->spec[c], io[c]);
+    s->e_prev[1] = s->e_prev[0];
+    s->e_prev[0] = total;
     s->frames++;
 }
 
 void vx_enhance_spectral_get_stats(const vx_enhance_spectral *s, vx_enhance_spectral_stats *st) {
     memset(st, 0, sizeof *st);
     st->frames = s->frames;
+    st->bursts = s->bursts;
     st->snr_db = NAN;
     if (s->sum_noise > 0 && s->sum_speech > 0) st->snr_db = 10 * log10(s->sum_speech / s->sum_noise);
     st->mean_attenuation_db = s->sum_out > 0 && s->sum_in > 0 ? 10 * log10(s->sum_in / s->sum_out) : 0;

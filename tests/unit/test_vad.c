@@ -1,6 +1,7 @@
 /* test_vad.c - the voice activity detector (src/audio/vad.c) on synthetic
  * signals whose answer is known (silence, a speech-like harmonic complex,
- * white and pink noise), its frame bookkeeping, and the segment rules
+ * white and pink noise, a steady voiced drone that sinks to its adaptive
+ * floor), its frame bookkeeping, and the segment rules
  * (threshold, min speech, min silence, padding) on constructed sequences. */
 #include <math.h>
 #include <stdlib.h>
@@ -149,6 +150,70 @@ static void test_pink_noise_alone_is_not_speech(void) {
     free(x);
 }
 
+/* Mean of the long-term features over frames [from_s, to_s). */
+typedef struct lt_means {
+    double from_s, to_s, modulation, voicing_rel;
+    int n;
+} lt_means;
+
+static int collect_lt(void *user, const vx_vad_frame *f, vx_err *err) {
+    lt_means *m = user;
+    double t = (double)f->index / 100.0;
+    if (t >= m->from_s && t < m->to_s) {
+        m->modulation += f->modulation;
+        m->voicing_rel += f->voicing_rel;
+        m->n++;
+    }
+    return 0;
+}
+
+static void lt_of(const float *x, size_t n, lt_means *m) {
+    vx_err err = {0};
+    vx_vad *v = vx_vad_new(RATE, &err);
+    if (!v) return;
+    vx_vad_process(v, x, n, collect_lt, m, &err);
+    vx_vad_flush(v, collect_lt, m, &err);
+    vx_vad_free(v);
+    if (m->n) {
+        m->modulation /= m->n;
+        m->voicing_rel /= m->n;
+    }
+}
+
+static void test_a_steady_voiced_drone_sinks_to_its_floor_and_syllables_stand_out(void) {
+    /* Many talkers blur into a steady voiced drone: voiced, but with no
+     * syllabic swing, and its voicing becomes its own adaptive floor. */
+    size_t n = 7 * RATE;
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)i / RATE, s = 0;
+        for (int h = 1; h * 140 < 3800; h++) s += sin(2 * M_PI * 140 * h * t) / h;
+        x[i] = (float)(0.05 * s + 0.001 * gauss());
+    }
+    lt_means drone = {.from_s = 4.5, .to_s = 6.5};
+    lt_of(x, n, &drone);
+    REQUIRE(drone.n > 0);
+    if (drone.modulation > 1 || drone.voicing_rel > 0.05)
+        fprintf(stderr, "  drone: modulation %.2f dB, voicing_rel %.3f\n", drone.modulation, drone.voicing_rel);
+    CHECK(drone.modulation < 1.0);
+    CHECK(drone.voicing_rel < 0.05);
+    /* A talker after 2 s of room noise: syllables swing the level, and the
+     * voicing stands well over the floor the noise set. */
+    for (size_t i = 0; i < n; i++) x[i] = (float)(0.001 * gauss());
+    float *s = malloc(4 * RATE * sizeof *s);
+    speech_like(s, 4 * RATE, 0.05);
+    for (size_t i = 0; i < 4 * (size_t)RATE; i++) x[2 * RATE + i] += s[i];
+    lt_means talk = {.from_s = 2.5, .to_s = 5.5};
+    lt_of(x, n, &talk);
+    REQUIRE(talk.n > 0);
+    if (talk.modulation < 3 || talk.voicing_rel < 0.2)
+        fprintf(stderr, "  talker: modulation %.2f dB, voicing_rel %.3f\n", talk.modulation, talk.voicing_rel);
+    CHECK(talk.modulation >= 3.0);
+    CHECK(talk.voicing_rel >= 0.2);
+    free(s);
+    free(x);
+}
+
 static void test_unsupported_rates_are_refused(void) {
     vx_err err = {0};
     CHECK(vx_vad_new(4000, &err) == NULL);
@@ -248,6 +313,7 @@ static void test_speech_running_to_the_end_is_closed_by_finish(void) {
 }
 
 TEST_MAIN(TEST_ENTRY(test_silence_has_speech_probability_below_0_1),
+          TEST_ENTRY(test_a_steady_voiced_drone_sinks_to_its_floor_and_syllables_stand_out),
           TEST_ENTRY(test_frames_cover_the_input_in_order_whatever_the_blocks),
           TEST_ENTRY(test_speech_like_signal_is_detected_and_its_surroundings_are_not),
           TEST_ENTRY(test_white_noise_alone_is_not_speech), TEST_ENTRY(test_pink_noise_alone_is_not_speech),
