@@ -53,8 +53,9 @@ static const vx_param_spec enhance_params[] = {
      .max = 0, .default_number = -1},
     {.name = "max_limiting_db", .type = VX_PARAM_NUMBER,
      .description = "how far the limiter may pull peaks down to reach target_lufs; beyond that the gain is lowered "
-                    "instead (0 = never shape peaks of audio within the loudness window: best waveform fidelity)",
-     .min = 0, .max = 20, .default_number = 20},
+                    "instead (0, the default = the true-peak ceiling caps the gain and peaks keep their shape: "
+                    "best waveform fidelity; up to 20 reaches target_lufs on speech with a high crest factor)",
+     .min = 0, .max = 20, .default_number = 0},
     {.name = "loudness_window_s", .type = VX_PARAM_NUMBER,
      .description = "audio held to measure loudness before the gain is committed (inputs up to this long get one exact gain)",
      .min = 0.5, .max = 60, .default_number = 20},

@@ -51,8 +51,9 @@ def test_enhance_is_listed_with_params_and_price(server):
 def test_enhance_job_cycle_returns_clean_audio_and_report(server, user, tmp_path):
     u = user()
     upload = noisy_wav()
-    # Defaults: -16 LUFS reached by limiting peaks where the crest factor needs it.
-    job = expect(submit(u.api, upload, model="enhance", params={"format": "flac"},
+    # -16 LUFS reached by limiting peaks where the crest factor needs it (max_limiting_db; the
+    # default 0 lets the true-peak ceiling cap the gain instead).
+    job = expect(submit(u.api, upload, model="enhance", params={"format": "flac", "max_limiting_db": 20},
                         filename="noisy.wav",
                         content_type="audio/wav"), 202, "submit")
     done = wait_job(u.api, job["id"], timeout=60)
