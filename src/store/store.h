@@ -402,6 +402,15 @@ typedef struct vx_store_ops {
                               vx_delivery *out, vx_err *err);
     /* Clears leases whose owner starts with owner_prefix (a previous run). */
     int (*delivery_release_owner)(vx_store *st, const char *owner_prefix, vx_err *err);
+
+    /* Optional (NULL: the backend has no cross-process signal, callers poll).
+     * Calls fn(user) on a thread of the store's own whenever a job may have
+     * become claimable in any process on this store (submitted, requeued,
+     * given back), and once after each reconnect of that thread, since
+     * signals may have been missed. One listener per store; fn NULL stops it
+     * and returns once no call runs any more. Failing to reach the server is
+     * not an error (the thread keeps trying); -1 only when out of resources. */
+    int (*job_listen)(vx_store *st, void (*fn)(void *user), void *user, vx_err *err);
 } vx_store_ops;
 
 struct vx_store {
