@@ -5,9 +5,14 @@
  * after that id are replayed, then live ones follow without gaps or
  * duplicates. How: subscribe first, hold live events while replaying, then
  * forward only ids above the last one sent (the hub publishes in id order).
- * The transport's bounded queue drops a consumer that falls behind, with a
- * clear reason; it can resume. The bus callback runs on publisher threads,
- * the handlers on HTTP threads, on_close on the stream thread. */
+ * A cross-process bus (Redis) gives no such order, and may lose messages
+ * while it is down: there a live event only says "the store has news up to
+ * id N", and the filler thread sends the feed's stored events after the last
+ * one sent (the store commits events in id order, so what it shows has no
+ * holes). The transport's bounded queue drops a consumer that falls behind,
+ * with a clear reason; it can resume. The bus callback runs on publisher
+ * threads, the handlers on HTTP threads, on_close on the stream thread,
+ * fills on the filler thread. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,7 +43,7 @@ typedef struct held_msg {
 } held_msg;
 
 typedef struct feed {
-    atomic_int refs;              /* handler + transport (until on_close) */
+    atomic_int refs;              /* handler + transport (until on_close) + a queued fill */
     pthread_mutex_t mu;           /* sending order, held list, last_sent */
     vx_bus *bus;
     vx_bus_sub *sub;
@@ -53,7 +58,17 @@ typedef struct feed {
     int64_t last_sent;
     held_msg *held, **held_tail;
     int n_held;
+    /* cross-process bus only: */
+    bool fill;                    /* live events go through the filler */
+    vx_app *app;
+    char user_id[VX_ID_SIZE];     /* the feed's filter (one of the two) */
+    char job_id[VX_ID_SIZE];
+    bool fill_queued;             /* on the filler's queue (holds a ref) */
+    int64_t fill_upto;            /* highest live id announced */
+    struct feed *fill_next;
 } feed;
+
+static void fill_request_locked(feed *f, int64_t upto);
 
 static void feed_unref(feed *f) {
     if (atomic_fetch_sub(&f->refs, 1) != 1) return;
@@ -109,6 +124,12 @@ static void on_event(void *user, const vx_bus_msg *msg) {
     bool terminal = is_terminal(msg->type);
     if (f->done || msg->seq <= f->last_sent) {
         /* already sent, or nobody listens any more */
+    } else if (f->fill) {
+        if (f->replaying) { /* go_live asks for the fill */
+            if (msg->seq > f->fill_upto) f->fill_upto = msg->seq;
+        } else {
+            fill_request_locked(f, msg->seq);
+        }
     } else if (!f->replaying) {
         send_locked(f, msg->seq, msg->type, msg->json, terminal);
     } else if (f->n_held >= HELD_MAX) {
@@ -219,6 +240,10 @@ static feed *feed_open(vx_request *req, const vx_bus_filter *filter, bool job_fe
     pthread_mutex_init(&f->mu, NULL);
     atomic_init(&f->refs, 2);
     f->bus = vx_events_bus(hub);
+    f->fill = f->bus->ops->cross_process;
+    f->app = app;
+    snprintf(f->user_id, sizeof f->user_id, "%s", filter->user_id ? filter->user_id : "");
+    snprintf(f->job_id, sizeof f->job_id, "%s", filter->job_id ? filter->job_id : "");
     f->job_feed = job_feed;
     f->replaying = true;
     f->held_tail = &f->held;
@@ -287,7 +312,97 @@ static void go_live(feed *f) {
     f->held_tail = &f->held;
     f->n_held = 0;
     f->replaying = false;
+    if (f->fill && f->fill_upto > f->last_sent) fill_request_locked(f, f->fill_upto);
     pthread_mutex_unlock(&f->mu);
+}
+
+/* ---- the filler (cross-process bus) ---- */
+
+static pthread_once_t filler_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t filler_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t filler_cv = PTHREAD_COND_INITIALIZER;
+static feed *filler_head, **filler_tail = &filler_head;
+static bool filler_running;
+
+/* Sends the feed's stored events after the last one sent, in id order. */
+static void fill_feed(feed *f) {
+    pthread_mutex_lock(&f->mu);
+    int64_t from = f->last_sent;
+    bool done = f->done;
+    pthread_mutex_unlock(&f->mu);
+    vx_event_filter flt = {.user_id = f->user_id[0] ? f->user_id : NULL, .job_id = f->job_id[0] ? f->job_id : NULL,
+                           .after_id = from, .limit = REPLAY_PAGE};
+    while (!done) {
+        vx_event_rec *evs = NULL;
+        size_t n = 0;
+        vx_err err = {0};
+        if (f->app->store->ops->event_list(f->app->store, &flt, &evs, &n, &err) != 0) {
+            vx_warn("events: live fill failed: %s", err.message);
+            pthread_mutex_lock(&f->mu);
+            finish_locked(f, true); /* the client resumes from what it got */
+            pthread_mutex_unlock(&f->mu);
+            return;
+        }
+        pthread_mutex_lock(&f->mu);
+        for (size_t i = 0; i < n && !f->done; i++) {
+            char *json = vx_event_render(&evs[i]);
+            if (json) send_locked(f, evs[i].id, evs[i].type, json, is_terminal(evs[i].type));
+            free(json);
+            flt.after_id = evs[i].id;
+        }
+        done = f->done || n < REPLAY_PAGE;
+        pthread_mutex_unlock(&f->mu);
+        vx_event_list_free(evs, n);
+    }
+}
+
+static void *filler_main(void *arg) {
+    pthread_mutex_lock(&filler_mu);
+    for (;;) {
+        while (!filler_head) pthread_cond_wait(&filler_cv, &filler_mu);
+        feed *f = filler_head;
+        filler_head = f->fill_next;
+        if (!filler_head) filler_tail = &filler_head;
+        pthread_mutex_unlock(&filler_mu);
+        pthread_mutex_lock(&f->mu);
+        f->fill_queued = false; /* news from now on queue it again */
+        pthread_mutex_unlock(&f->mu);
+        fill_feed(f);
+        feed_unref(f);
+        pthread_mutex_lock(&filler_mu);
+    }
+    return NULL;
+}
+
+/* The filler lives as long as the process: feeds come and go on any node. */
+static void filler_start(void) {
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    filler_running = pthread_create(&t, &a, filler_main, NULL) == 0;
+    pthread_attr_destroy(&a);
+    if (!filler_running) vx_error("events: cannot start the live-event filler thread");
+}
+
+/* Under f->mu: the store has events up to `upto` for this feed; queue one
+ * fill (a burst of news is coalesced into it). Never blocks on the store. */
+static void fill_request_locked(feed *f, int64_t upto) {
+    if (upto > f->fill_upto) f->fill_upto = upto;
+    if (f->fill_queued || f->done) return;
+    pthread_once(&filler_once, filler_start);
+    if (!filler_running) {
+        finish_locked(f, true);
+        return;
+    }
+    f->fill_queued = true;
+    atomic_fetch_add(&f->refs, 1);
+    pthread_mutex_lock(&filler_mu);
+    f->fill_next = NULL;
+    *filler_tail = f;
+    filler_tail = &f->fill_next;
+    pthread_cond_signal(&filler_cv);
+    pthread_mutex_unlock(&filler_mu);
 }
 
 void vx_api_job_events(vx_request *req) {

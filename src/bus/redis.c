@@ -356,6 +356,7 @@ const vx_bus_ops vx_bus_redis_ops = {
     .publish = redis_publish,        /* local delivery, then PUBLISH or drop */
     .subscribe = redis_subscribe,
     .unsubscribe = redis_unsubscribe,
+    .cross_process = true,           /* many publishers: feeds fill gaps from the store */
 };
 
 /* Returns a bus the caller closes with vx_bus_close(). */

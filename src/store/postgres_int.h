@@ -26,7 +26,7 @@ enum vx_pg_slot {
     PG_WEBHOOK_JOB_GET, PG_WEBHOOK_DELETE_DELIVERIES, PG_WEBHOOK_DELETE, PG_WEBHOOK_ROTATE,
     PG_DELIVERY_DUE, PG_DELIVERY_LEASE, PG_DELIVERY_RECORD, PG_DELIVERY_LIST, PG_DELIVERY_GET,
     PG_DELIVERY_REDELIVER, PG_DELIVERY_RELEASE_OWNER,
-    PG_JOB_NOTIFY,
+    PG_JOB_NOTIFY, PG_JOB_READY,
     PG_SLOT_COUNT
 };
 
@@ -101,6 +101,7 @@ struct vx_pg_listener **vx_pg_listener_slot(vx_store *st);
 /* Stops and frees a listener (NULL: nothing). */
 void vx_pg_listener_free(struct vx_pg_listener *l);
 int vx_pg_job_listen(vx_store *st, void (*fn)(void *user), void *user, vx_err *err);
+int vx_pg_job_ready(vx_store *st, const char *id, int64_t now, vx_err *err);
 
 /* Runs one single-statement write (as vx_pg_exec_cmd) in its own transaction. */
 int vx_pg_write_one(vx_store *st, int slot, const char *sql, const vx_pg_args *a, int64_t *changes,

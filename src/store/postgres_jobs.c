@@ -127,6 +127,24 @@ static int requeue(vx_pg_conn *c, const char *id, int64_t run_after, const char 
     return vx_pg_job_notify(c, run_after, err);
 }
 
+struct ready_args { const char *id; int64_t now; };
+static int ready_body(vx_pg_conn *c, void *arg, vx_err *err) {
+    struct ready_args *a = arg;
+    vx_pg_args p = {0};
+    vx_pg_text(&p, a->id);
+    vx_pg_i64(&p, a->now);
+    int64_t changed = 0;
+    if (vx_pg_exec_cmd(c, PG_JOB_READY, "UPDATE jobs SET run_after = $2::bigint WHERE id = $1"
+                       " AND status = 'queued' AND run_after > $2::bigint", &p, &changed, err) != 0)
+        return -1;
+    return changed ? vx_pg_job_notify(c, a->now, err) : 0;
+}
+
+int vx_pg_job_ready(vx_store *st, const char *id, int64_t now, vx_err *err) {
+    struct ready_args a = {id, now};
+    return vx_pg_run(st, ready_body, &a, err);
+}
+
 /* ---- submit, get, list, cancel ------------------------------------------ */
 
 struct submit_args { const vx_job *job; vx_job *existing; };

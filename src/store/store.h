@@ -411,6 +411,12 @@ typedef struct vx_store_ops {
      * and returns once no call runs any more. Failing to reach the server is
      * not an error (the thread keeps trying); -1 only when out of resources. */
     int (*job_listen)(vx_store *st, void (*fn)(void *user), void *user, vx_err *err);
+    /* Optional, with job_listen (a store shared by processes): a job submitted
+     * with run_after in the future becomes claimable at `now` (and listeners
+     * are woken), so its submitter can store "job.queued" before any worker
+     * in another process may start it. No effect on a job already claimable
+     * or no longer queued. */
+    int (*job_ready)(vx_store *st, const char *id, int64_t now, vx_err *err);
 } vx_store_ops;
 
 struct vx_store {
