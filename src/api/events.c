@@ -66,13 +66,20 @@ typedef struct feed {
     bool fill_queued;             /* on the filler's queue (holds a ref) */
     int64_t fill_upto;            /* highest live id announced */
     struct feed *fill_next;
+    uint64_t epoch;               /* the bus's epoch last filled for */
+    struct feed *reg_prev, *reg_next; /* every fill feed (registry_mu) */
 } feed;
+
+static void registry_add(feed *f);
+static void registry_remove(feed *f);
+static bool filler_ensure(void);
 
 static void fill_request_locked(feed *f, int64_t upto);
 
 static void feed_unref(feed *f) {
     if (atomic_fetch_sub(&f->refs, 1) != 1) return;
     vx_bus_unsubscribe(f->bus, f->sub); /* no callback runs after this */
+    if (f->fill) registry_remove(f);
     while (f->held) {
         held_msg *m = f->held;
         f->held = m->next;
@@ -241,6 +248,7 @@ static feed *feed_open(vx_request *req, const vx_bus_filter *filter, bool job_fe
     atomic_init(&f->refs, 2);
     f->bus = vx_events_bus(hub);
     f->fill = f->bus->ops->cross_process;
+    f->epoch = f->bus->ops->epoch ? f->bus->ops->epoch(f->bus) : 0;
     f->app = app;
     snprintf(f->user_id, sizeof f->user_id, "%s", filter->user_id ? filter->user_id : "");
     snprintf(f->job_id, sizeof f->job_id, "%s", filter->job_id ? filter->job_id : "");
@@ -259,6 +267,10 @@ static feed *feed_open(vx_request *req, const vx_bus_filter *filter, bool job_fe
         pthread_mutex_destroy(&f->mu);
         free(f);
         return NULL;
+    }
+    if (f->fill) {
+        filler_ensure(); /* it also watches the bus's epoch */
+        registry_add(f);
     }
     vx_err err = {0};
     if (!(f->sub = vx_bus_subscribe(f->bus, filter, on_event, f, &err))) {
@@ -356,10 +368,56 @@ static void fill_feed(feed *f) {
     }
 }
 
+/* Lock order: registry_mu, then a feed's mu, then filler_mu. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static feed *registry;
+
+static void registry_add(feed *f) {
+    pthread_mutex_lock(&registry_mu);
+    f->reg_next = registry;
+    if (registry) registry->reg_prev = f;
+    registry = f;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void registry_remove(feed *f) {
+    pthread_mutex_lock(&registry_mu);
+    if (f->reg_prev) f->reg_prev->reg_next = f->reg_next;
+    else if (registry == f) registry = f->reg_next;
+    if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+/* After the bus re-subscribed (e.g. Redis restarted), events published in
+ * between never arrive: every live feed fills from the store once. */
+static void resync_after_bus_gaps(void) {
+    pthread_mutex_lock(&registry_mu);
+    for (feed *f = registry; f; f = f->reg_next) {
+        if (!f->bus->ops->epoch) continue;
+        uint64_t e = f->bus->ops->epoch(f->bus);
+        pthread_mutex_lock(&f->mu);
+        if (e != f->epoch && !f->replaying && !f->done) {
+            f->epoch = e;
+            fill_request_locked(f, 0);
+        }
+        pthread_mutex_unlock(&f->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
 static void *filler_main(void *arg) {
     pthread_mutex_lock(&filler_mu);
     for (;;) {
-        while (!filler_head) pthread_cond_wait(&filler_cv, &filler_mu);
+        while (!filler_head) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_cond_timedwait(&filler_cv, &filler_mu, &ts) != 0) {
+                pthread_mutex_unlock(&filler_mu);
+                resync_after_bus_gaps();
+                pthread_mutex_lock(&filler_mu);
+            }
+        }
         feed *f = filler_head;
         filler_head = f->fill_next;
         if (!filler_head) filler_tail = &filler_head;
@@ -385,13 +443,17 @@ static void filler_start(void) {
     if (!filler_running) vx_error("events: cannot start the live-event filler thread");
 }
 
+static bool filler_ensure(void) {
+    pthread_once(&filler_once, filler_start);
+    return filler_running;
+}
+
 /* Under f->mu: the store has events up to `upto` for this feed; queue one
  * fill (a burst of news is coalesced into it). Never blocks on the store. */
 static void fill_request_locked(feed *f, int64_t upto) {
     if (upto > f->fill_upto) f->fill_upto = upto;
     if (f->fill_queued || f->done) return;
-    pthread_once(&filler_once, filler_start);
-    if (!filler_running) {
+    if (!filler_ensure()) {
         finish_locked(f, true);
         return;
     }

@@ -55,6 +55,9 @@ typedef struct vx_bus_ops {
      * order (or, after an outage, not at all): a subscriber that needs every
      * event in order fills gaps from the store. false: in-process, in order. */
     bool cross_process;
+    /* Optional (cross-process buses): how many times the subscription was
+     * (re)established; a change means messages may have been missed. */
+    uint64_t (*epoch)(vx_bus *bus);
 } vx_bus_ops;
 
 struct vx_bus {

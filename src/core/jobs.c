@@ -14,7 +14,6 @@
 #include "../util/crypto.h"
 #include "../util/ids.h"
 #include "../util/log.h"
-
 #include "events.h"
 
 /* How long a job submitted on a shared store waits at most for its

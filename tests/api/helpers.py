@@ -80,7 +80,7 @@ class Server:
         self.port2 = free_port() if CLUSTER else None
         self.urls = [self.url] + (["http://127.0.0.1:%d" % self.port2] if CLUSTER else [])
         self.procs = []          # every process of this server (proc is the first API node)
-        self.worker_procs = []
+        self.cmds = []
         self.log_path = os.path.join(os.path.dirname(self.data_dir.rstrip("/")) or ".",
                                      "%s-%d.log" % (os.path.basename(self.data_dir.rstrip("/")), self.seq))
         self.proc = None
@@ -104,14 +104,10 @@ class Server:
         env["VOXD_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         env.update(self.extra_env)
         self._log = open(self.log_path, "ab")
-        self.procs, self.worker_procs = [], []
-        for cmd in self.commands(binary):
-            self._log.write(("\n==== start: %s\n" % " ".join(cmd)).encode())
-            self._log.flush()
-            self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                               stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env))
+        self._env = env
+        self.cmds = self.commands(binary)
+        self.procs = [self._spawn(cmd) for cmd in self.cmds]
         self.proc = self.procs[0]
-        self.worker_procs = self.procs[len(self.urls):]
         deadline = time.monotonic() + ready_timeout
         last = None
         pending = list(self.urls)
@@ -134,6 +130,38 @@ class Server:
             time.sleep(0.05)
         self.kill()
         raise ServerStartError("voxd not ready after %.0fs (%s)\n%s" % (ready_timeout, last, self.log_tail()))
+
+    def _spawn(self, cmd):
+        self._log.write(("\n==== start: %s\n" % " ".join(cmd)).encode())
+        self._log.flush()
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=self._env)
+
+    @property
+    def worker_procs(self):
+        """Cluster mode: the worker processes (node ids wk0, wk1, ...)."""
+        return self.procs[len(self.urls):]
+
+    def kill_worker(self, i):
+        """Cluster mode: SIGKILL worker process i (its jobs wait for their leases)."""
+        p = self.procs[len(self.urls) + i]
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+
+    def restart_worker(self, i, timeout=20.0):
+        """Cluster mode: starts worker process i again (after kill_worker) and
+        waits until it runs (its signal handling is set up by then)."""
+        k = len(self.urls) + i
+        assert self.procs[k].poll() is not None, "worker %d still runs" % i
+        line = "worker wk%d running" % i
+        before = self.log_tail(1000000).count(line)
+        self.procs[k] = self._spawn(self.cmds[k])
+        deadline = time.monotonic() + timeout
+        while self.log_tail(1000000).count(line) == before:
+            assert self.procs[k].poll() is None, "worker %d exited at start-up\n%s" % (i, self.log_tail())
+            assert time.monotonic() < deadline, "worker %d not up\n%s" % (i, self.log_tail())
+            time.sleep(0.05)
 
     def workers_asked(self):
         """The value of the last --workers in the flags (voxd's default 2 if none)."""
@@ -161,7 +189,8 @@ class Server:
             per = max(1, n // CLUSTER_WORKERS)
             for i in range(CLUSTER_WORKERS):
                 cmds.append([binary, "worker", "--data", os.path.join(self.data_dir, "worker%d" % i)]
-                            + self.extra_flags() + self.flags + ["--concurrency", str(per)])
+                            + self.extra_flags() + self.flags
+                            + ["--concurrency", str(per), "--node-id", "wk%d" % i])
         return cmds
 
     @property

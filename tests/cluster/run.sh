@@ -9,8 +9,11 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin="${1:-build/voxd}"
 [ $# -gt 0 ] && shift
-exec "$root/scripts/with_cluster.sh" sh -c '
+# A private pytest base dir: other pytest runs on this machine prune the shared one.
+bt=$(mktemp -d /tmp/voxd-cluster-pytest-XXXXXX) || exit 1
+trap 'rm -rf "$bt"' EXIT
+"$root/scripts/with_cluster.sh" sh -c '
     VOXD_CLUSTER=1
     VOXD_EXTRA_FLAGS="--db $VOXD_TEST_STORE_URL?schema={data}&pool=4 --blob $VOXD_TEST_BLOB_URL&prefix={data}/ --bus $VOXD_TEST_BUS_URL"
     export VOXD_CLUSTER VOXD_EXTRA_FLAGS
-    exec "$0" "$@" tests/cluster' "$root/scripts/run_api_tests.sh" "$bin" "$@"
+    exec "$0" "$@" tests/cluster' "$root/scripts/run_api_tests.sh" "$bin" --basetemp="$bt/t" "$@"
