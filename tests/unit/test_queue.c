@@ -693,6 +693,30 @@ static void test_job_listener_wakes_on_another_handles_submit_and_at_a_retrys_du
     teardown();
 }
 
+static void test_a_job_held_back_at_submit_becomes_claimable_only_when_ready(void) {
+    REQUIRE(setup(1000) == 0);
+    if (!st->ops->job_ready) {
+        CHECK(strncmp(store_url_used, "sqlite://", 9) == 0); /* in-process ordering needs no hold-back */
+        teardown();
+        return;
+    }
+    vx_err err;
+    vx_job j = make_job(1, 100, NULL), existing = {0}, c = {0};
+    j.run_after = T0 + 30000;
+    REQUIRE(st->ops->job_submit(st, &j, &existing, &err) == 0);
+    CHECK_EQ_INT(st->ops->job_claim(st, "w", T0 + 5, LEASE, &c, &err), -1);
+    CHECK_EQ_STR(err.code, "queue_empty");
+    REQUIRE(st->ops->job_ready(st, j.id, T0 + 5, &err) == 0);
+    REQUIRE(st->ops->job_claim(st, "w", T0 + 5, LEASE, &c, &err) == 0);
+    CHECK_EQ_STR(c.id, j.id);
+    /* no effect on a job that is no longer queued */
+    CHECK_EQ_INT(st->ops->job_ready(st, j.id, T0 + 6, &err), 0);
+    CHECK_EQ_INT(status_of(j.id), VX_JOB_RUNNING);
+    vx_job_clear(&c);
+    vx_job_clear(&existing);
+    teardown();
+}
+
 TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_submit_beyond_balance_is_refused_without_a_job_row),
           TEST_ENTRY(test_reused_idempotency_key_conflicts_and_returns_the_existing_job),
@@ -707,4 +731,5 @@ TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_eight_threads_claim_two_hundred_jobs_each_exactly_once),
           TEST_ENTRY(test_concurrent_submits_beyond_credit_accept_exactly_what_fits),
           TEST_ENTRY(test_concurrent_submits_with_one_idempotency_key_create_one_job),
-          TEST_ENTRY(test_job_listener_wakes_on_another_handles_submit_and_at_a_retrys_due_time))
+          TEST_ENTRY(test_job_listener_wakes_on_another_handles_submit_and_at_a_retrys_due_time),
+          TEST_ENTRY(test_a_job_held_back_at_submit_becomes_claimable_only_when_ready))
