@@ -340,32 +340,9 @@ static bool filler_running;
 static void fill_feed(feed *f) {
     pthread_mutex_lock(&f->mu);
     int64_t from = f->last_sent;
-    bool done = f->done;
     pthread_mutex_unlock(&f->mu);
-    vx_event_filter flt = {.user_id = f->user_id[0] ? f->user_id : NULL, .job_id = f->job_id[0] ? f->job_id : NULL,
-                           .after_id = from, .limit = REPLAY_PAGE};
-    while (!done) {
-        vx_event_rec *evs = NULL;
-        size_t n = 0;
-        vx_err err = {0};
-        if (f->app->store->ops->event_list(f->app->store, &flt, &evs, &n, &err) != 0) {
-            vx_warn("events: live fill failed: %s", err.message);
-            pthread_mutex_lock(&f->mu);
-            finish_locked(f, true); /* the client resumes from what it got */
-            pthread_mutex_unlock(&f->mu);
-            return;
-        }
-        pthread_mutex_lock(&f->mu);
-        for (size_t i = 0; i < n && !f->done; i++) {
-            char *json = vx_event_render(&evs[i]);
-            if (json) send_locked(f, evs[i].id, evs[i].type, json, is_terminal(evs[i].type));
-            free(json);
-            flt.after_id = evs[i].id;
-        }
-        done = f->done || n < REPLAY_PAGE;
-        pthread_mutex_unlock(&f->mu);
-        vx_event_list_free(evs, n);
-    }
+    vx_event_filter flt = {.user_id = f->user_id[0] ? f->user_id : NULL, .job_id = f->job_id[0] ? f->job_id : NULL};
+    replay(f, f->app, &flt, from);
 }
 
 /* Lock order: registry_mu, then a feed's mu, then filler_mu. */
