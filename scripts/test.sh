@@ -1,10 +1,10 @@
 #!/bin/sh
 # test.sh - everything `make test` runs, in order: unit tests, unit tests
 # under ASan+UBSan, the black-box API suite against the release binary and
-# again against the sanitizer binary, the API suite on the S3 blob backend
-# (npm test server on loopback), the store unit tests and the API suite on
-# PostgreSQL (a throw-away cluster on loopback), and a short run of every
-# fuzzer. Prints one
+# again against the sanitizer binary, the store unit tests on PostgreSQL (a
+# throw-away cluster on loopback), the API suite plus tests/cluster in
+# cluster mode (PostgreSQL + S3 test server + Redis, 2 API nodes and 2
+# worker processes per test server), and a short run of every fuzzer. Prints one
 # closing line "total: N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -30,10 +30,8 @@ step unit-asan sh -c 'make --no-print-directory asan >/dev/null && ASAN_OPTIONS=
 step api scripts/run_api_tests.sh build/voxd
 step api-asan env VOXD_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:log_path=/tmp/voxd-asan UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     scripts/run_api_tests.sh build-asan/voxd
-step api-s3 tests/s3/run_api_tests.sh build/voxd
 step unit-postgres scripts/with_postgres.sh scripts/run_unit.sh build
-step api-postgres scripts/with_postgres.sh sh -c \
-    'VOXD_EXTRA_FLAGS="--db $VOXD_TEST_STORE_URL?schema={data}" scripts/run_api_tests.sh build/voxd'
+step api-cluster tests/cluster/run.sh build/voxd
 step fuzz scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 rm -rf "$log"
 echo "total: $pass passed, $fail failed"

@@ -3,7 +3,8 @@
 # initdb in a temp dir, a server on 127.0.0.1 with its own free port and
 # socket dir, a database "voxd_test", then COMMAND with VOXD_TEST_STORE_URL
 # and VOXD_DB set to its postgres:// URL (VOXD_TEST_PG_PID: the postmaster's
-# PID, for fault tests). The server is stopped by its PID and the directory
+# PID, for fault tests; VOXD_TEST_PG_RESTART: a command that starts it again
+# after a test stopped it, with the same data, port and user). The server is stopped by its PID and the directory
 # removed afterwards, also when the command fails.
 # initdb refuses to run as root: as root the cluster belongs to the Debian
 # "postgres" user (runuser); otherwise to the calling user.
@@ -64,7 +65,8 @@ done
 VOXD_TEST_STORE_URL="postgres://postgres@127.0.0.1:$PORT/voxd_test"
 VOXD_DB=$VOXD_TEST_STORE_URL
 VOXD_TEST_PG_PID=$(postmaster_pid)
-export VOXD_TEST_STORE_URL VOXD_DB VOXD_TEST_PG_PID
+VOXD_TEST_PG_RESTART="$AS $PGBIN/postgres -D $DIR/data -h 127.0.0.1 -p $PORT -k $DIR/sock -c fsync=off -c max_connections=300"
+export VOXD_TEST_STORE_URL VOXD_DB VOXD_TEST_PG_PID VOXD_TEST_PG_RESTART
 set +e
 "$@"
 rc=$?

@@ -5,9 +5,14 @@
  * after that id are replayed, then live ones follow without gaps or
  * duplicates. How: subscribe first, hold live events while replaying, then
  * forward only ids above the last one sent (the hub publishes in id order).
- * The transport's bounded queue drops a consumer that falls behind, with a
- * clear reason; it can resume. The bus callback runs on publisher threads,
- * the handlers on HTTP threads, on_close on the stream thread. */
+ * A cross-process bus (Redis) gives no such order, and may lose messages
+ * while it is down: there a live event only says "the store has news up to
+ * id N", and the filler thread sends the feed's stored events after the last
+ * one sent (the store commits events in id order, so what it shows has no
+ * holes). The transport's bounded queue drops a consumer that falls behind,
+ * with a clear reason; it can resume. The bus callback runs on publisher
+ * threads, the handlers on HTTP threads, on_close on the stream thread,
+ * fills on the filler thread. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,7 +43,7 @@ typedef struct held_msg {
 } held_msg;
 
 typedef struct feed {
-    atomic_int refs;              /* handler + transport (until on_close) */
+    atomic_int refs;              /* handler + transport (until on_close) + a queued fill */
     pthread_mutex_t mu;           /* sending order, held list, last_sent */
     vx_bus *bus;
     vx_bus_sub *sub;
@@ -53,11 +58,28 @@ typedef struct feed {
     int64_t last_sent;
     held_msg *held, **held_tail;
     int n_held;
+    /* cross-process bus only: */
+    bool fill;                    /* live events go through the filler */
+    vx_app *app;
+    char user_id[VX_ID_SIZE];     /* the feed's filter (one of the two) */
+    char job_id[VX_ID_SIZE];
+    bool fill_queued;             /* on the filler's queue (holds a ref) */
+    int64_t fill_upto;            /* highest live id announced */
+    struct feed *fill_next;
+    uint64_t epoch;               /* the bus's epoch last filled for */
+    struct feed *reg_prev, *reg_next; /* every fill feed (registry_mu) */
 } feed;
+
+static void registry_add(feed *f);
+static void registry_remove(feed *f);
+static bool filler_ensure(void);
+
+static void fill_request_locked(feed *f, int64_t upto);
 
 static void feed_unref(feed *f) {
     if (atomic_fetch_sub(&f->refs, 1) != 1) return;
     vx_bus_unsubscribe(f->bus, f->sub); /* no callback runs after this */
+    if (f->fill) registry_remove(f);
     while (f->held) {
         held_msg *m = f->held;
         f->held = m->next;
@@ -109,6 +131,12 @@ static void on_event(void *user, const vx_bus_msg *msg) {
     bool terminal = is_terminal(msg->type);
     if (f->done || msg->seq <= f->last_sent) {
         /* already sent, or nobody listens any more */
+    } else if (f->fill) {
+        if (f->replaying) { /* go_live asks for the fill */
+            if (msg->seq > f->fill_upto) f->fill_upto = msg->seq;
+        } else {
+            fill_request_locked(f, msg->seq);
+        }
     } else if (!f->replaying) {
         send_locked(f, msg->seq, msg->type, msg->json, terminal);
     } else if (f->n_held >= HELD_MAX) {
@@ -219,6 +247,11 @@ static feed *feed_open(vx_request *req, const vx_bus_filter *filter, bool job_fe
     pthread_mutex_init(&f->mu, NULL);
     atomic_init(&f->refs, 2);
     f->bus = vx_events_bus(hub);
+    f->fill = f->bus->ops->cross_process;
+    f->epoch = f->bus->ops->epoch ? f->bus->ops->epoch(f->bus) : 0;
+    f->app = app;
+    snprintf(f->user_id, sizeof f->user_id, "%s", filter->user_id ? filter->user_id : "");
+    snprintf(f->job_id, sizeof f->job_id, "%s", filter->job_id ? filter->job_id : "");
     f->job_feed = job_feed;
     f->replaying = true;
     f->held_tail = &f->held;
@@ -234,6 +267,10 @@ static feed *feed_open(vx_request *req, const vx_bus_filter *filter, bool job_fe
         pthread_mutex_destroy(&f->mu);
         free(f);
         return NULL;
+    }
+    if (f->fill) {
+        filler_ensure(); /* it also watches the bus's epoch */
+        registry_add(f);
     }
     vx_err err = {0};
     if (!(f->sub = vx_bus_subscribe(f->bus, filter, on_event, f, &err))) {
@@ -287,7 +324,124 @@ static void go_live(feed *f) {
     f->held_tail = &f->held;
     f->n_held = 0;
     f->replaying = false;
+    if (f->fill && f->fill_upto > f->last_sent) fill_request_locked(f, f->fill_upto);
     pthread_mutex_unlock(&f->mu);
+}
+
+/* ---- the filler (cross-process bus) ---- */
+
+static pthread_once_t filler_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t filler_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t filler_cv = PTHREAD_COND_INITIALIZER;
+static feed *filler_head, **filler_tail = &filler_head;
+static bool filler_running;
+
+/* Sends the feed's stored events after the last one sent, in id order. */
+static void fill_feed(feed *f) {
+    pthread_mutex_lock(&f->mu);
+    int64_t from = f->last_sent;
+    pthread_mutex_unlock(&f->mu);
+    vx_event_filter flt = {.user_id = f->user_id[0] ? f->user_id : NULL, .job_id = f->job_id[0] ? f->job_id : NULL};
+    replay(f, f->app, &flt, from);
+}
+
+/* Lock order: registry_mu, then a feed's mu, then filler_mu. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static feed *registry;
+
+static void registry_add(feed *f) {
+    pthread_mutex_lock(&registry_mu);
+    f->reg_next = registry;
+    if (registry) registry->reg_prev = f;
+    registry = f;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void registry_remove(feed *f) {
+    pthread_mutex_lock(&registry_mu);
+    if (f->reg_prev) f->reg_prev->reg_next = f->reg_next;
+    else if (registry == f) registry = f->reg_next;
+    if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+/* After the bus re-subscribed (e.g. Redis restarted), events published in
+ * between never arrive: every live feed fills from the store once. */
+static void resync_after_bus_gaps(void) {
+    pthread_mutex_lock(&registry_mu);
+    for (feed *f = registry; f; f = f->reg_next) {
+        if (!f->bus->ops->epoch) continue;
+        uint64_t e = f->bus->ops->epoch(f->bus);
+        pthread_mutex_lock(&f->mu);
+        if (e != f->epoch && !f->replaying && !f->done) {
+            f->epoch = e;
+            fill_request_locked(f, 0);
+        }
+        pthread_mutex_unlock(&f->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void *filler_main(void *arg) {
+    pthread_mutex_lock(&filler_mu);
+    for (;;) {
+        while (!filler_head) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_cond_timedwait(&filler_cv, &filler_mu, &ts) != 0) {
+                pthread_mutex_unlock(&filler_mu);
+                resync_after_bus_gaps();
+                pthread_mutex_lock(&filler_mu);
+            }
+        }
+        feed *f = filler_head;
+        filler_head = f->fill_next;
+        if (!filler_head) filler_tail = &filler_head;
+        pthread_mutex_unlock(&filler_mu);
+        pthread_mutex_lock(&f->mu);
+        f->fill_queued = false; /* news from now on queue it again */
+        pthread_mutex_unlock(&f->mu);
+        fill_feed(f);
+        feed_unref(f);
+        pthread_mutex_lock(&filler_mu);
+    }
+    return NULL;
+}
+
+/* The filler lives as long as the process: feeds come and go on any node. */
+static void filler_start(void) {
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    filler_running = pthread_create(&t, &a, filler_main, NULL) == 0;
+    pthread_attr_destroy(&a);
+    if (!filler_running) vx_error("events: cannot start the live-event filler thread");
+}
+
+static bool filler_ensure(void) {
+    pthread_once(&filler_once, filler_start);
+    return filler_running;
+}
+
+/* Under f->mu: the store has events up to `upto` for this feed; queue one
+ * fill (a burst of news is coalesced into it). Never blocks on the store. */
+static void fill_request_locked(feed *f, int64_t upto) {
+    if (upto > f->fill_upto) f->fill_upto = upto;
+    if (f->fill_queued || f->done) return;
+    if (!filler_ensure()) {
+        finish_locked(f, true);
+        return;
+    }
+    f->fill_queued = true;
+    atomic_fetch_add(&f->refs, 1);
+    pthread_mutex_lock(&filler_mu);
+    f->fill_next = NULL;
+    *filler_tail = f;
+    filler_tail = &f->fill_next;
+    pthread_cond_signal(&filler_cv);
+    pthread_mutex_unlock(&filler_mu);
 }
 
 void vx_api_job_events(vx_request *req) {

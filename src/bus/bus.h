@@ -6,6 +6,7 @@
  * Threads: publish, subscribe and unsubscribe are callable from any thread. */
 #ifndef VX_BUS_H
 #define VX_BUS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "../util/err.h"
@@ -50,6 +51,13 @@ typedef struct vx_bus_ops {
                              vx_err *err);
     /* After it returns, fn is not running and never runs again for sub. */
     void (*unsubscribe)(vx_bus *bus, vx_bus_sub *sub);
+    /* Messages come from several processes, so they may arrive out of id
+     * order (or, after an outage, not at all): a subscriber that needs every
+     * event in order fills gaps from the store. false: in-process, in order. */
+    bool cross_process;
+    /* Optional (cross-process buses): how many times the subscription was
+     * (re)established; a change means messages may have been missed. */
+    uint64_t (*epoch)(vx_bus *bus);
 } vx_bus_ops;
 
 struct vx_bus {

@@ -53,6 +53,7 @@ typedef struct redis_bus {
     pthread_t reader;
     bool reader_started;
     atomic_bool subscribed;     /* the reader's subscription is live */
+    atomic_uint_fast64_t epoch; /* subscriptions made so far (see bus.h) */
     int wake[2];                /* self-pipe: close() wakes the reader */
     atomic_bool stopping;
 } redis_bus;
@@ -258,6 +259,7 @@ static void *reader_main(void *arg) {
                 if (was_lost) vx_info("redis bus: subscribed to %s on %.128s:%d again", b->channel, b->host, b->port);
                 backoff = 0;
                 atomic_store(&b->subscribed, true);
+                atomic_fetch_add(&b->epoch, 1);
                 struct timeval none = {0, 0};
                 redisSetTimeout(c, none); /* follow() polls; blocking reads only after data is there */
                 follow(b, c);
@@ -349,6 +351,8 @@ static void redis_close(vx_bus *bus) {
 
 static vx_bus *redis_open(const char *url, vx_err *err);
 
+static uint64_t redis_epoch(vx_bus *bus) { return atomic_load(&((redis_bus *)bus)->epoch); }
+
 const vx_bus_ops vx_bus_redis_ops = {
     .scheme = "redis",
     .open = redis_open,              /* fails when redis cannot be reached at start-up */
@@ -356,6 +360,8 @@ const vx_bus_ops vx_bus_redis_ops = {
     .publish = redis_publish,        /* local delivery, then PUBLISH or drop */
     .subscribe = redis_subscribe,
     .unsubscribe = redis_unsubscribe,
+    .cross_process = true,           /* many publishers: feeds fill gaps from the store */
+    .epoch = redis_epoch,            /* bumps on every (re)subscription */
 };
 
 /* Returns a bus the caller closes with vx_bus_close(). */

@@ -294,10 +294,13 @@ int vx_accounts_bootstrap(vx_app *app, char *generated_password, size_t cap, boo
     vx_user u = {.created_at = vx_now_ms()};
     vx_err e;
     vx_err_clear(&e);
-    if (st->ops->user_get_by_name(st, "admin", &u, &e) == 0)
+    if (st->ops->user_get_by_name(st, "admin", &u, &e) == 0) {
+        /* Another node starting at the same time may have just created it. */
+        if (strcmp(u.role, "admin") == 0) return 0;
         return vx_err_set(err, VX_E_CONFLICT, "admin_name_taken",
                           "there is no admin, but a regular user is named 'admin'; rename that user "
                           "or give it the admin role, then start again");
+    }
     if (e.status != VX_E_NOT_FOUND) {
         if (err) *err = e;
         return -1;

@@ -16,6 +16,10 @@
 #include "../util/log.h"
 #include "events.h"
 
+/* How long a job submitted on a shared store waits at most for its
+ * "job.queued" event before workers may claim it anyway (see submit). */
+#define READY_GRACE_MS 30000
+
 static vx_jobs_wake_fn wake_fn;
 static void *wake_user;
 
@@ -140,6 +144,11 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
     job.status = VX_JOB_QUEUED;
     job.max_attempts = app->cfg->max_attempts;
     job.created_at = job.updated_at = job.run_after = now;
+    /* A store shared with workers in other processes: the job waits until
+     * "job.queued" is stored (job_ready below), or READY_GRACE_MS if this
+     * node dies in between, so no worker's "job.started" can precede it. */
+    bool two_phase = app->store->ops->job_ready != NULL;
+    if (two_phase) job.run_after = now + READY_GRACE_MS;
     job.price_per_job = per_job;
     job.price_per_second = per_second;
     job.held = vx_job_price(per_job, per_second, info.duration_s);
@@ -196,6 +205,9 @@ int vx_jobs_submit(vx_app *app, const vx_principal *who, const vx_job_submission
         goto out;
     }
     if (loaded != 0) goto out;
+    if (two_phase && app->store->ops->job_ready(app->store, job.id, vx_now_ms(), &serr) != 0)
+        vx_warn("job %s: could not make it claimable now (%s); it will be after %d s", job.id, serr.message,
+                READY_GRACE_MS / 1000);
     if (wake_fn) wake_fn(wake_user);
     vx_info("job %s accepted: model=%s user=%s duration=%.2fs held=%lld", job.id, m->name, who->user.id,
             info.duration_s, (long long)job.held);

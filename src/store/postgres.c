@@ -45,6 +45,7 @@ typedef struct pg_store {
     char schema[64];  /* "" = the server's default search_path */
     char options[96];
     bool down;        /* last connect failed: log recovery once */
+    struct vx_pg_listener *listener; /* job wake-ups (postgres_listen.c), or NULL */
 } pg_store;
 
 /* ---- parameters and columns ---------------------------------------------- */
@@ -172,22 +173,30 @@ static void on_notice(void *arg, const char *message) {
     vx_debug("postgres: %s", message);
 }
 
+PGconn *vx_pg_connect_new(vx_store *st) {
+    pg_store *s = (pg_store *)st;
+    const char *keys[8], *vals[8];
+    int n = 0;
+    keys[n] = "dbname", vals[n++] = s->conninfo;
+    keys[n] = "connect_timeout", vals[n++] = CONNECT_TIMEOUT;
+    keys[n] = "application_name", vals[n++] = "voxd";
+    if (s->password) keys[n] = "password", vals[n++] = s->password;
+    if (s->options[0]) keys[n] = "options", vals[n++] = s->options;
+    keys[n] = NULL, vals[n] = NULL;
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    if (pg) PQsetNoticeProcessor(pg, on_notice, NULL);
+    return pg;
+}
+
+struct vx_pg_listener **vx_pg_listener_slot(vx_store *st) { return &((pg_store *)st)->listener; }
+
 static int conn_ensure(pg_store *s, vx_pg_conn *c, vx_err *err) {
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK) return 0;
     if (c->pg) {
         PQreset(c->pg);
     } else {
-        const char *keys[8], *vals[8];
-        int n = 0;
-        keys[n] = "dbname", vals[n++] = s->conninfo;
-        keys[n] = "connect_timeout", vals[n++] = CONNECT_TIMEOUT;
-        keys[n] = "application_name", vals[n++] = "voxd";
-        if (s->password) keys[n] = "password", vals[n++] = s->password;
-        if (s->options[0]) keys[n] = "options", vals[n++] = s->options;
-        keys[n] = NULL, vals[n] = NULL;
-        c->pg = PQconnectdbParams(keys, vals, 1);
+        c->pg = vx_pg_connect_new(&s->base);
         if (!c->pg) return vx_pg_oom(err);
-        PQsetNoticeProcessor(c->pg, on_notice, NULL);
     }
     memset(c->prepared, 0, sizeof c->prepared);
     if (PQstatus(c->pg) != CONNECTION_OK) {
@@ -420,6 +429,7 @@ static int migrate(pg_store *s, vx_pg_conn *c, vx_err *err) {
 static void pg_close(vx_store *st) {
     pg_store *s = (pg_store *)st;
     if (!s) return;
+    vx_pg_listener_free(s->listener);
     for (size_t i = 0; s->conns && i < s->nconns; i++)
         if (s->conns[i].pg) PQfinish(s->conns[i].pg);
     free(s->conns);
@@ -528,7 +538,8 @@ static int pg_setting_put_if_absent(vx_store *st, const char *key, char *value, 
     .delivery_release_owner = vx_pg_delivery_release_owner,                                     \
     .upload_create = vx_pg_upload_create, .upload_get = vx_pg_upload_get,                       \
     .job_submit_upload = vx_pg_job_submit_upload, .upload_expire = vx_pg_upload_expire,         \
-    .lease_acquire = vx_pg_lease_acquire
+    .lease_acquire = vx_pg_lease_acquire, .job_listen = vx_pg_job_listen,                       \
+    .job_ready = vx_pg_job_ready
 
 const vx_store_ops vx_store_postgres_ops = {.scheme = "postgres", PG_HOOKS};
 const vx_store_ops vx_store_postgresql_ops = {.scheme = "postgresql", PG_HOOKS};

@@ -28,6 +28,7 @@ enum vx_pg_slot {
     PG_DELIVERY_REDELIVER, PG_DELIVERY_RELEASE_OWNER,
     /* postgres_uploads.c */
     PG_UPLOAD_INSERT, PG_UPLOAD_GET, PG_UPLOAD_TAKE, PG_UPLOAD_EXPIRE, PG_LEASE_ACQUIRE,
+    PG_JOB_NOTIFY, PG_JOB_READY,
     PG_SLOT_COUNT
 };
 
@@ -88,6 +89,21 @@ char *vx_pg_col_dup(const PGresult *r, int row, int col, bool *oom);
  * "insufficient_credits" when the CHECK on balances fails. */
 int vx_pg_ledger_post(vx_pg_conn *c, const vx_ledger_entry *e, bool *replayed, vx_balance *after,
                       vx_err *err);
+
+/* Inside a transaction: wakes the job listeners of every process on this
+ * schema at commit (postgres_listen.c) after a job became queued; due_ms:
+ * when it can be claimed (wall-clock ms; <= now: at once). */
+int vx_pg_job_notify(vx_pg_conn *c, int64_t due_ms, vx_err *err);
+
+/* A new connection with the store's parameters (caller PQfinish'es; check
+ * PQstatus), for a listener outside the pool; NULL when out of memory. */
+PGconn *vx_pg_connect_new(vx_store *st);
+/* The listener slot of the store (postgres_listen.c owns what it holds). */
+struct vx_pg_listener **vx_pg_listener_slot(vx_store *st);
+/* Stops and frees a listener (NULL: nothing). */
+void vx_pg_listener_free(struct vx_pg_listener *l);
+int vx_pg_job_listen(vx_store *st, void (*fn)(void *user), void *user, vx_err *err);
+int vx_pg_job_ready(vx_store *st, const char *id, int64_t now, vx_err *err);
 
 /* Runs one single-statement write (as vx_pg_exec_cmd) in its own transaction. */
 int vx_pg_write_one(vx_store *st, int slot, const char *sql, const vx_pg_args *a, int64_t *changes,

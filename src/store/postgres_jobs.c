@@ -123,7 +123,26 @@ static int requeue(vx_pg_conn *c, const char *id, int64_t run_after, const char 
     vx_pg_i64(&p, run_after);
     vx_pg_i64(&p, now);
     vx_pg_text(&p, error_json);
-    return vx_pg_exec_cmd(c, PG_JOB_REQUEUE, SQL_REQUEUE, &p, NULL, err);
+    if (vx_pg_exec_cmd(c, PG_JOB_REQUEUE, SQL_REQUEUE, &p, NULL, err) != 0) return -1;
+    return vx_pg_job_notify(c, run_after, err);
+}
+
+struct ready_args { const char *id; int64_t now; };
+static int ready_body(vx_pg_conn *c, void *arg, vx_err *err) {
+    struct ready_args *a = arg;
+    vx_pg_args p = {0};
+    vx_pg_text(&p, a->id);
+    vx_pg_i64(&p, a->now);
+    int64_t changed = 0;
+    if (vx_pg_exec_cmd(c, PG_JOB_READY, "UPDATE jobs SET run_after = $2::bigint WHERE id = $1"
+                       " AND status = 'queued' AND run_after > $2::bigint", &p, &changed, err) != 0)
+        return -1;
+    return changed ? vx_pg_job_notify(c, a->now, err) : 0;
+}
+
+int vx_pg_job_ready(vx_store *st, const char *id, int64_t now, vx_err *err) {
+    struct ready_args a = {id, now};
+    return vx_pg_run(st, ready_body, &a, err);
 }
 
 /* ---- submit, get, list, cancel ------------------------------------------ */
@@ -191,7 +210,8 @@ static int submit_body(vx_pg_conn *c, void *arg, vx_err *err) {
     snprintf(e.ref, sizeof e.ref, "hold:%s", job->id);
     bool replayed;
     vx_balance b;
-    return vx_pg_ledger_post(c, &e, &replayed, &b, err);
+    if (vx_pg_ledger_post(c, &e, &replayed, &b, err) != 0) return -1;
+    return vx_pg_job_notify(c, job->run_after, err);
 }
 
 int vx_pg_job_submit(vx_store *st, const vx_job *job, vx_job *existing, vx_err *err) {
@@ -498,6 +518,7 @@ static int release_body(vx_pg_conn *c, void *arg, vx_err *err) {
                             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_owner = '',"
                             " lease_until = 0, run_after = $2::bigint, updated_at = $2::bigint, progress = 0"
                             " WHERE id = $1", &p, NULL, err);
+        if (rc == 0) rc = vx_pg_job_notify(c, a->now, err);
     }
     free(l.error_json);
     return rc;

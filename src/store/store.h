@@ -447,6 +447,21 @@ typedef struct vx_store_ops {
      * own); false while another owner's lease is live. */
     int (*lease_acquire)(vx_store *st, const char *name, const char *owner, int64_t now, int64_t ttl_ms,
                          bool *acquired, vx_err *err);
+
+    /* Optional (NULL: the backend has no cross-process signal, callers poll).
+     * Calls fn(user) on a thread of the store's own whenever a job may have
+     * become claimable in any process on this store (submitted, requeued,
+     * given back), and once after each reconnect of that thread, since
+     * signals may have been missed. One listener per store; fn NULL stops it
+     * and returns once no call runs any more. Failing to reach the server is
+     * not an error (the thread keeps trying); -1 only when out of resources. */
+    int (*job_listen)(vx_store *st, void (*fn)(void *user), void *user, vx_err *err);
+    /* Optional, with job_listen (a store shared by processes): a job submitted
+     * with run_after in the future becomes claimable at `now` (and listeners
+     * are woken), so its submitter can store "job.queued" before any worker
+     * in another process may start it. No effect on a job already claimable
+     * or no longer queued. */
+    int (*job_ready)(vx_store *st, const char *id, int64_t now, vx_err *err);
 } vx_store_ops;
 
 struct vx_store {

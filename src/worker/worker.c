@@ -23,6 +23,9 @@
 #include "../util/log.h"
 #include "pipeline.h"
 
+#define IDLE_POLL_MS 1000             /* longest idle sleep without a store listener */
+#define IDLE_POLL_LISTENING_MS 5000   /* ... and with one (a fallback only) */
+
 typedef struct worker_slot {
     struct vx_workers *pool;
     pthread_t thread;
@@ -49,6 +52,7 @@ struct vx_workers {
     pthread_mutex_t mu;
     pthread_cond_t cv;           /* wakes idle workers and the keeper */
     unsigned wake_seq;
+    bool listening;              /* the store wakes us when jobs arrive (cross-process) */
     atomic_bool stopping;        /* no more claims */
     atomic_bool interrupt;       /* grace over: interrupt running jobs */
 };
@@ -222,6 +226,10 @@ static void *worker_main(void *arg) {
     worker_slot *s = arg;
     vx_workers *w = s->pool;
     vx_app *app = w->app;
+    /* Idle workers sleep until woken: by this process's submits (wake), by
+     * the store's listener for other processes', else by polling. With a
+     * listener the poll is only a slow safety net. */
+    int idle_max = w->listening ? IDLE_POLL_LISTENING_MS : IDLE_POLL_MS;
     int idle_ms = 50;
     while (!atomic_load(&w->stopping)) {
         vx_job job = {0};
@@ -234,7 +242,7 @@ static void *worker_main(void *arg) {
             atomic_fetch_sub(&app->workers_busy, 1);
             if (err.status != VX_E_NOT_FOUND) vx_warn("worker %s: claim failed: %s", s->name, err.message);
             nap(w, idle_ms);
-            idle_ms = idle_ms < 1000 ? idle_ms * 2 : 1000;
+            idle_ms = idle_ms * 2 < idle_max ? idle_ms * 2 : idle_max;
             continue;
         }
         idle_ms = 50;
@@ -347,6 +355,10 @@ vx_workers *vx_workers_start(vx_app *app, int n, vx_err *err) {
         vx_info("recovered %d job(s) from %s (%d failed for good after max attempts)", requeued,
                 exclusive ? "an earlier run" : "expired leases", failed);
 
+    if (n > 0 && app->store->ops->job_listen) {
+        if (app->store->ops->job_listen(app->store, wake, w, err) != 0) goto fail;
+        w->listening = true;
+    }
     char boot[9];
     vx_random_alnum(boot, 8);
     w->slots = calloc((size_t)(n > 0 ? n : 1), sizeof *w->slots);
@@ -381,6 +393,7 @@ fail:
 void vx_workers_stop(vx_workers *w, int grace_ms) {
     if (!w) return;
     vx_jobs_set_wake(NULL, NULL);
+    if (w->listening) w->app->store->ops->job_listen(w->app->store, NULL, NULL, NULL);
     atomic_store(&w->stopping, true);
     wake(w);
     int64_t deadline = vx_mono_ms() + grace_ms;

@@ -1,7 +1,11 @@
 """helpers.py - shared pieces of the black-box API tests (and the benches):
 start/stop a real voxd process, a small HTTP client bound to one server,
 credit arithmetic in exact micro-credits, job/ledger helpers and audio
-fixture generation with ffmpeg. No test logic lives here."""
+fixture generation with ffmpeg. No test logic lives here.
+Cluster mode (VOXD_CLUSTER=1, see tests/cluster/run.sh): each Server is two
+`serve --workers 0` API nodes plus two `voxd worker` processes on the shared
+backends of VOXD_EXTRA_FLAGS; its clients alternate between the API nodes
+request by request, and stop/kill/restart act on all four processes."""
 import itertools
 import json
 import os
@@ -27,6 +31,9 @@ TERMINAL = ("succeeded", "failed", "canceled")
 # "{data}" in them becomes a tag unique to the server's data dir (e.g.
 # --db 'postgres://...?schema={data}' gives each server its own schema).
 EXTRA_FLAGS = shlex.split(os.environ.get("VOXD_EXTRA_FLAGS", ""))
+CLUSTER = os.environ.get("VOXD_CLUSTER") == "1"
+# Worker processes per cluster-mode Server (when its flags ask for workers).
+CLUSTER_WORKERS = 2
 
 # Every server started by this process, so a failing test can show their logs.
 SERVERS = []
@@ -69,6 +76,11 @@ class Server:
         self.owner = CURRENT_TEST["id"]
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
+        # Cluster mode: the second API node's port; every API node's URL.
+        self.port2 = free_port() if CLUSTER else None
+        self.urls = [self.url] + (["http://127.0.0.1:%d" % self.port2] if CLUSTER else [])
+        self.procs = []          # every process of this server (proc is the first API node)
+        self.cmds = []
         self.log_path = os.path.join(os.path.dirname(self.data_dir.rstrip("/")) or ".",
                                      "%s-%d.log" % (os.path.basename(self.data_dir.rstrip("/")), self.seq))
         self.proc = None
@@ -91,29 +103,95 @@ class Server:
         env["VOXD_FAST_PASSWORD_HASH"] = "1"
         env["VOXD_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         env.update(self.extra_env)
-        cmd = [binary, "serve", "--listen", "127.0.0.1:%d" % self.port,
-               "--data", self.data_dir] + self.extra_flags() + self.flags
         self._log = open(self.log_path, "ab")
-        self._log.write(("\n==== start: %s\n" % " ".join(cmd)).encode())
-        self._log.flush()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+        self._env = env
+        self.cmds = self.commands(binary)
+        self.procs = [self._spawn(cmd) for cmd in self.cmds]
+        self.proc = self.procs[0]
         deadline = time.monotonic() + ready_timeout
         last = None
+        pending = list(self.urls)
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerStartError("voxd exited with %s during start-up\n%s"
-                                       % (self.proc.returncode, self.log_tail()))
+            for p in self.procs:
+                if p.poll() is not None:
+                    self.kill()
+                    raise ServerStartError("voxd exited with %s during start-up\n%s"
+                                           % (p.returncode, self.log_tail()))
             try:
-                r = requests.get(self.url + "/readyz", timeout=2)
+                r = requests.get(pending[0] + "/readyz", timeout=2)
                 if r.status_code == 200:
-                    return self
+                    pending.pop(0)
+                    if not pending:
+                        return self
+                    continue
                 last = "readyz %d" % r.status_code
             except requests.RequestException as e:
                 last = repr(e)
             time.sleep(0.05)
         self.kill()
         raise ServerStartError("voxd not ready after %.0fs (%s)\n%s" % (ready_timeout, last, self.log_tail()))
+
+    def _spawn(self, cmd):
+        self._log.write(("\n==== start: %s\n" % " ".join(cmd)).encode())
+        self._log.flush()
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=self._env)
+
+    @property
+    def worker_procs(self):
+        """Cluster mode: the worker processes (node ids wk0, wk1, ...)."""
+        return self.procs[len(self.urls):]
+
+    def kill_worker(self, i):
+        """Cluster mode: SIGKILL worker process i (its jobs wait for their leases)."""
+        p = self.procs[len(self.urls) + i]
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+
+    def restart_worker(self, i, timeout=20.0):
+        """Cluster mode: starts worker process i again (after kill_worker) and
+        waits until it runs (its signal handling is set up by then)."""
+        k = len(self.urls) + i
+        assert self.procs[k].poll() is not None, "worker %d still runs" % i
+        line = "worker wk%d running" % i
+        before = self.log_tail(1000000).count(line)
+        self.procs[k] = self._spawn(self.cmds[k])
+        deadline = time.monotonic() + timeout
+        while self.log_tail(1000000).count(line) == before:
+            assert self.procs[k].poll() is None, "worker %d exited at start-up\n%s" % (i, self.log_tail())
+            assert time.monotonic() < deadline, "worker %d not up\n%s" % (i, self.log_tail())
+            time.sleep(0.05)
+
+    def workers_asked(self):
+        """The value of the last --workers in the flags (voxd's default 2 if none)."""
+        n = 2
+        for i, f in enumerate(self.flags):
+            if f == "--workers" and i + 1 < len(self.flags):
+                n = int(self.flags[i + 1])
+            elif f.startswith("--workers="):
+                n = int(f.split("=", 1)[1])
+        return n
+
+    def commands(self, binary):
+        """The command lines of this server's processes: one `serve`, or in
+        cluster mode two API-only nodes, then (if the flags ask for workers)
+        CLUSTER_WORKERS worker processes splitting the asked job threads."""
+        first = [binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--data", self.data_dir]
+        if not CLUSTER:
+            return [first + self.extra_flags() + self.flags]
+        node2 = os.path.join(self.data_dir, "node2")
+        cmds = [first + self.extra_flags() + self.flags + ["--workers", "0"],
+                [binary, "serve", "--listen", "127.0.0.1:%d" % self.port2, "--data", node2]
+                + self.extra_flags() + self.flags + ["--workers", "0"]]
+        n = self.workers_asked()
+        if n > 0:
+            per = max(1, n // CLUSTER_WORKERS)
+            for i in range(CLUSTER_WORKERS):
+                cmds.append([binary, "worker", "--data", os.path.join(self.data_dir, "worker%d" % i)]
+                            + self.extra_flags() + self.flags
+                            + ["--concurrency", str(per), "--node-id", "wk%d" % i])
+        return cmds
 
     @property
     def pid(self):
@@ -123,16 +201,19 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout=15.0):
-        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code
+        (cluster mode: the first non-zero one of its processes)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
             try:
-                self.proc.wait(timeout=timeout)
+                p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                p.kill()
+                p.wait()
         return self._closed()
 
     def stop_and_check(self):
@@ -156,13 +237,18 @@ class Server:
         """SIGKILL at once (crash simulation)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
         return self._closed()
 
     def _closed(self):
         rc = self.proc.returncode
+        for p in self.procs:
+            if p.returncode not in (0, None):
+                rc = p.returncode
+                break
         if self._log:
             self._log.write(("==== exit %s\n" % rc).encode())
             self._log.close()
@@ -188,7 +274,7 @@ class Server:
 
     # -- clients ----------------------------------------------------------
     def api(self, headers=None):
-        return Api(self.url, headers)
+        return Api(self.urls if CLUSTER else self.url, headers)
 
     def admin(self):
         return login(self, "admin", ADMIN_PASSWORD)
@@ -204,11 +290,14 @@ def proc_status_kb(pid, field):
 
 # ---- HTTP client -----------------------------------------------------------
 class Api:
-    """requests.Session bound to one server's base URL (not thread-safe:
-    use clone() per thread)."""
+    """requests.Session bound to one server's base URL, or to a list of API
+    nodes' URLs used in turn, request by request (not thread-safe: use
+    clone() per thread)."""
 
     def __init__(self, base, headers=None):
-        self.base = base
+        self.bases = list(base) if isinstance(base, (list, tuple)) else [base]
+        self.base = self.bases[0]
+        self._turn = itertools.count()
         self.headers = dict(headers or {})
         self.s = requests.Session()
         self.s.headers.update(self.headers)
@@ -216,11 +305,12 @@ class Api:
     def clone(self, headers=None):
         h = dict(self.headers)
         h.update(headers or {})
-        return Api(self.base, h)
+        return Api(self.bases, h)
 
     def request(self, method, path, **kw):
         kw.setdefault("timeout", 30)
-        return self.s.request(method, self.base + path, **kw)
+        base = self.bases[next(self._turn) % len(self.bases)]
+        return self.s.request(method, base + path, **kw)
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

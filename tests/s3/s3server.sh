@@ -33,12 +33,18 @@ install_deps() {
     # One installer at a time (tests may start several servers at once).
     exec 9<"$here/package-lock.json"
     flock 9
-    if [ ! -f "$here/node_modules/.package-lock.json" ] ||
-       [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ] ||
-       [ ! -d "$here/node_modules/s3rver" ]; then
+    # Stale means installed from another lock file (by content: a fresh
+    # checkout's newer mtime says nothing).
+    want=$(sha256sum < "$here/package-lock.json" | cut -d' ' -f1)
+    have=$(cat "$here/node_modules/.voxd-lock-sha256" 2>/dev/null || true)
+    if [ ! -d "$here/node_modules/s3rver" ] || [ "$want" != "$have" ]; then
         echo "s3server: installing the test server (npm ci)" >&2
+        # A node_modules that links to another checkout's is left alone:
+        # npm ci would empty the target. Install into our own instead.
+        [ -L "$here/node_modules" ] && rm -f "$here/node_modules"
         (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
             die "npm ci failed in $here"
+        echo "$want" > "$here/node_modules/.voxd-lock-sha256"
     fi
     flock -u 9
 }

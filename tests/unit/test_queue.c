@@ -1,7 +1,8 @@
 /* test_queue.c - jobs and the job queue of the store (SQLite, or PostgreSQL
  * with VOXD_TEST_STORE_URL): submit with its
  * hold, idempotency, claim/heartbeat/succeed/fail/release/reap with leases,
- * cancel, listings, and the ledger staying consistent under concurrency. */
+ * cancel, listings, the ledger staying consistent under concurrency, and
+ * (PostgreSQL) the cross-process job wake-ups. */
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #define LEASE 30000
 
 static char dir[64];
+static char store_url_used[256]; /* the URL setup opened, for a second handle */
 static vx_store *st;
 static vx_user user;
 
@@ -46,6 +48,7 @@ static int setup(int64_t credits) {
     char url[256], path[128];
     snprintf(path, sizeof path, "%s/voxd.db", dir);
     store_url(url, sizeof url, path);
+    snprintf(store_url_used, sizeof store_url_used, "%s", url);
     vx_err err;
     if (!(st = vx_store_open(url, &err))) return -1;
     memset(&user, 0, sizeof user);
@@ -618,6 +621,102 @@ static void test_concurrent_submits_with_one_idempotency_key_create_one_job(void
     teardown();
 }
 
+/* ---- job wake-ups (LISTEN/NOTIFY) ---- */
+
+static pthread_mutex_t wake_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER;
+static int wakes;
+static int64_t last_wake_ms;
+
+static void on_wake(void *unused) {
+    pthread_mutex_lock(&wake_mu);
+    wakes++;
+    last_wake_ms = vx_now_ms();
+    pthread_cond_broadcast(&wake_cv);
+    pthread_mutex_unlock(&wake_mu);
+}
+
+/* Waits (at most 10 s, a hang guard) for a wake-up after `seen`; returns the count. */
+static int wait_wake(int seen) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    pthread_mutex_lock(&wake_mu);
+    while (wakes <= seen && pthread_cond_timedwait(&wake_cv, &wake_mu, &ts) == 0) {
+    }
+    int n = wakes;
+    pthread_mutex_unlock(&wake_mu);
+    return n;
+}
+
+static void test_job_listener_wakes_on_another_handles_submit_and_at_a_retrys_due_time(void) {
+    REQUIRE(setup(1000) == 0);
+    if (!st->ops->job_listen) {
+        /* SQLite: no cross-process signal; the worker pool polls instead. */
+        CHECK(strncmp(store_url_used, "sqlite://", 9) == 0);
+        teardown();
+        return;
+    }
+    vx_err err;
+    vx_store *other = vx_store_open(store_url_used, &err);
+    REQUIRE(other != NULL);
+    wakes = 0;
+    REQUIRE(st->ops->job_listen(st, on_wake, NULL, &err) == 0);
+    int n = wait_wake(0); /* the wake-up every (re)connect gives */
+    CHECK_EQ_INT(n, 1);
+    /* a job queued through another connection (another process) */
+    vx_job j = make_job(1, 100, NULL), existing = {0};
+    REQUIRE(other->ops->job_submit(other, &j, &existing, &err) == 0);
+    n = wait_wake(n);
+    CHECK_EQ_INT(n, 2);
+    /* a retry due later wakes when it is due, not before */
+    vx_job c;
+    REQUIRE(other->ops->job_claim(other, "w", T0 + 10, LEASE, &c, &err) == 0);
+    int64_t due = vx_now_ms() + 400;
+    REQUIRE(other->ops->job_fail(other, c.id, "w", 1, "io", "flaky", due, false, T0 + 20, &err) == 0);
+    n = wait_wake(n);
+    CHECK_EQ_INT(n, 3);
+    pthread_mutex_lock(&wake_mu);
+    int64_t at = last_wake_ms;
+    pthread_mutex_unlock(&wake_mu);
+    CHECK(at >= due);
+    /* stopped: no call after it returns */
+    REQUIRE(st->ops->job_listen(st, NULL, NULL, &err) == 0);
+    vx_job j2 = make_job(2, 100, NULL);
+    REQUIRE(other->ops->job_submit(other, &j2, &existing, &err) == 0);
+    vx_job_clear(&c);
+    vx_job_clear(&existing);
+    vx_store_close(other);
+    pthread_mutex_lock(&wake_mu);
+    CHECK_EQ_INT(wakes, 3);
+    pthread_mutex_unlock(&wake_mu);
+    teardown();
+}
+
+static void test_a_job_held_back_at_submit_becomes_claimable_only_when_ready(void) {
+    REQUIRE(setup(1000) == 0);
+    if (!st->ops->job_ready) {
+        CHECK(strncmp(store_url_used, "sqlite://", 9) == 0); /* in-process ordering needs no hold-back */
+        teardown();
+        return;
+    }
+    vx_err err;
+    vx_job j = make_job(1, 100, NULL), existing = {0}, c = {0};
+    j.run_after = T0 + 30000;
+    REQUIRE(st->ops->job_submit(st, &j, &existing, &err) == 0);
+    CHECK_EQ_INT(st->ops->job_claim(st, "w", T0 + 5, LEASE, &c, &err), -1);
+    CHECK_EQ_STR(err.code, "queue_empty");
+    REQUIRE(st->ops->job_ready(st, j.id, T0 + 5, &err) == 0);
+    REQUIRE(st->ops->job_claim(st, "w", T0 + 5, LEASE, &c, &err) == 0);
+    CHECK_EQ_STR(c.id, j.id);
+    /* no effect on a job that is no longer queued */
+    CHECK_EQ_INT(st->ops->job_ready(st, j.id, T0 + 6, &err), 0);
+    CHECK_EQ_INT(status_of(j.id), VX_JOB_RUNNING);
+    vx_job_clear(&c);
+    vx_job_clear(&existing);
+    teardown();
+}
+
 TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_submit_beyond_balance_is_refused_without_a_job_row),
           TEST_ENTRY(test_reused_idempotency_key_conflicts_and_returns_the_existing_job),
@@ -631,4 +730,6 @@ TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_claim_takes_the_oldest_ready_job_and_lists_filter_and_page),
           TEST_ENTRY(test_eight_threads_claim_two_hundred_jobs_each_exactly_once),
           TEST_ENTRY(test_concurrent_submits_beyond_credit_accept_exactly_what_fits),
-          TEST_ENTRY(test_concurrent_submits_with_one_idempotency_key_create_one_job))
+          TEST_ENTRY(test_concurrent_submits_with_one_idempotency_key_create_one_job),
+          TEST_ENTRY(test_job_listener_wakes_on_another_handles_submit_and_at_a_retrys_due_time),
+          TEST_ENTRY(test_a_job_held_back_at_submit_becomes_claimable_only_when_ready))
