@@ -444,6 +444,23 @@ static void fill_request_locked(feed *f, int64_t upto) {
     pthread_mutex_unlock(&filler_mu);
 }
 
+/* True when the job's newest stored event is its terminal one (or nothing
+ * can be read: do not hang a feed on a store error). */
+static bool terminal_event_stored(vx_app *app, const char *job_id) {
+    vx_event_filter f = {.job_id = job_id, .limit = 1};
+    vx_event_rec *evs = NULL;
+    size_t n = 0;
+    vx_err err = {0};
+    int64_t last = 0;
+    if (app->store->ops->event_last_id(app->store, &f, &last, &err) != 0 || last == 0) return true;
+    f.after_id = last - 1;
+    if (app->store->ops->event_list(app->store, &f, &evs, &n, &err) != 0) return true;
+    vx_event_type t;
+    bool terminal = n == 1 && vx_event_type_parse(evs[0].type, &t) == 0 && vx_event_type_terminal(t);
+    vx_event_list_free(evs, n);
+    return terminal;
+}
+
 void vx_api_job_events(vx_request *req) {
     vx_principal who;
     vx_job job = {0};
@@ -457,6 +474,7 @@ void vx_api_job_events(vx_request *req) {
     }
     int resume = resume_point(req, &since);
     bool was_terminal = vx_job_status_terminal(job.status);
+    int64_t finished_at = job.finished_at;
     vx_bus_filter bf = {.job_id = job.id};
     feed *f = resume < 0 ? NULL : feed_open(req, &bf, true);
     vx_job_clear(&job);
@@ -502,9 +520,15 @@ void vx_api_job_events(vx_request *req) {
     go_live(f);
     if (resume && was_terminal) {
         /* Resumed past the end: nothing will come (an EventSource that
-         * reconnects after the end gets a short answer, not a hung one). */
+         * reconnects after the end gets a short answer, not a hung one).
+         * Unless the job has just finished and its terminal event is not
+         * stored yet (it is stored after the job's own transaction, by its
+         * process or else by the repair, see vx_events_repair): then it is
+         * still to come, live. */
+        bool pending = finished_at > vx_now_ms() - VX_EVENTS_REPAIR_WINDOW_MS &&
+                       !terminal_event_stored(app, bf.job_id);
         pthread_mutex_lock(&f->mu);
-        finish_locked(f, false);
+        if (!pending) finish_locked(f, false);
         pthread_mutex_unlock(&f->mu);
     }
     feed_unref(f);

@@ -215,6 +215,7 @@ int64_t vx_events_emit(vx_events *ev, vx_event_type type, const char *job_id, co
     snprintf(rec.type, sizeof rec.type, "%s", name);
     snprintf(rec.job_id, sizeof rec.job_id, "%s", job_id);
     snprintf(rec.user_id, sizeof rec.user_id, "%s", user_id);
+    rec.once_per_job = vx_event_type_terminal(type);
     if (plan_deliveries(ev, name, user_id, webhook_url, rec.at, &ds, &nds, &err) != 0) goto out;
 
     pthread_mutex_lock(&ev->order_mu);
@@ -227,6 +228,10 @@ int64_t vx_events_emit(vx_events *ev, vx_event_type type, const char *job_id, co
             vx_warn("events: %s %s stored but not published live: %s", name, job_id, perr.message);
     }
     pthread_mutex_unlock(&ev->order_mu);
+    if (rc != 0 && rec.once_per_job && strcmp(err.code, "event_recorded") == 0) {
+        vx_debug("events: %s for job %s already recorded", name, job_id);
+        goto quiet;
+    }
     if (rc != 0) goto out;
     id = rec.id;
     if (nds) {
@@ -236,6 +241,7 @@ int64_t vx_events_emit(vx_events *ev, vx_event_type type, const char *job_id, co
     }
 out:
     if (!id) vx_warn("events: %s for job %s was not recorded: %s (%s)", name, job_id, err.message, err.code);
+quiet:
     free(text);
     free(ds);
     vx_event_rec_clear(&rec);
@@ -335,6 +341,38 @@ void vx_events_job_settled(vx_app *app, const char *job_id, int attempt) {
     }
     if (data) vx_events_emit(ev, type, job.id, job.user_id, job.webhook_url, data);
     vx_job_clear(&job);
+}
+
+int vx_events_repair(vx_app *app, int64_t now, int64_t settle_ms, int *repaired, vx_err *err) {
+    enum { BATCH = 64 };
+    char ids[BATCH][VX_ID_SIZE];
+    size_t n = 0;
+    *repaired = 0;
+    vx_events *ev = vx_events_of(app);
+    if (!ev || !app->store->ops->jobs_without_terminal_event) return 0;
+    if (app->store->ops->jobs_without_terminal_event(app->store, now - VX_EVENTS_REPAIR_WINDOW_MS, now - settle_ms,
+                                                      BATCH, ids, &n, err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        vx_job job = {0};
+        vx_err jerr = {0};
+        if (app->store->ops->job_get(app->store, ids[i], &job, &jerr) != 0) {
+            vx_warn("events: job %s could not be read to repair its events: %s", ids[i], jerr.message);
+            continue;
+        }
+        vx_event_type type;
+        json_t *data = vx_events_job_state(&job, &type);
+        if (vx_event_type_terminal(type) &&
+            vx_events_emit(ev, type, job.id, job.user_id, job.webhook_url, data) > 0) {
+            vx_info("events: %s of job %s was missing (its process ended first); recorded now",
+                    vx_event_type_name(type), job.id);
+            (*repaired)++;
+        } else if (!vx_event_type_terminal(type)) {
+            json_decref(data);
+        }
+        vx_job_clear(&job);
+    }
+    return 0;
 }
 
 void vx_events_job_progress(vx_app *app, const vx_job *job, double fraction, const char *stage) {

@@ -80,6 +80,15 @@ void vx_events_job_progress(vx_app *app, const vx_job *job, double fraction, con
  * it moved (retrying, failed or canceled). Same contract as job_reap. */
 int vx_events_reap(vx_app *app, int64_t now, const char *owner_prefix, int64_t backoff_ms, int *requeued,
                    int *failed, vx_err *err);
+/* Terminal events are stored once per job (the store refuses a second) but
+ * after the job's own transaction, so a process that dies in between leaves
+ * a finished job without one. This emits the missing events of jobs that
+ * finished between now - VX_EVENTS_REPAIR_WINDOW_MS and now - settle_ms
+ * (time the settling process gets to emit it itself); a race with that
+ * process is harmless (one of the two is refused). *repaired = events
+ * emitted. Any thread; run periodically by the worker keeper. */
+#define VX_EVENTS_REPAIR_WINDOW_MS (3600 * 1000)
+int vx_events_repair(vx_app *app, int64_t now, int64_t settle_ms, int *repaired, vx_err *err);
 
 /* Throttle for progress events of one job: true when this step should be
  * emitted (the first one, then at most every VX_EVENTS_PROGRESS_INTERVAL_MS,

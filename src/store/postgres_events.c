@@ -45,6 +45,17 @@ static int append_body(vx_pg_conn *c, void *arg, vx_err *err) {
     if (!r) return -1;
     a->id = vx_pg_col_i64(r, 0, 0);
     PQclear(r);
+    if (a->ev->once_per_job) {
+        int64_t claimed = 0;
+        p.n = 0;
+        vx_pg_text(&p, a->ev->job_id);
+        vx_pg_i64(&p, a->id);
+        if (vx_pg_exec_cmd(c, PG_TERMINAL_CLAIM, "INSERT INTO job_terminal_events (job_id, event_id)"
+                           " VALUES ($1, $2::bigint) ON CONFLICT (job_id) DO NOTHING", &p, &claimed, err) != 0)
+            return -1;
+        if (claimed == 0)
+            return vx_err_set(err, VX_E_CONFLICT, "event_recorded", "the job's terminal event is already recorded");
+    }
     for (size_t i = 0; i < a->n; i++) {
         const vx_delivery *d = &a->ds[i];
         p.n = 0;
@@ -74,6 +85,34 @@ int vx_pg_event_append(vx_store *st, vx_event_rec *ev, const vx_delivery *delive
     if (vx_pg_run(st, append_body, &a, err) != 0) return -1;
     ev->id = a.id;
     return 0;
+}
+
+struct without_terminal_args { int64_t from, to; int limit; char (*ids)[VX_ID_SIZE]; size_t n; };
+static int without_terminal_body(vx_pg_conn *c, void *arg, vx_err *err) {
+    struct without_terminal_args *a = arg;
+    vx_pg_args p = {0};
+    vx_pg_i64(&p, a->from);
+    vx_pg_i64(&p, a->to);
+    vx_pg_i64(&p, a->limit);
+    PGresult *r = vx_pg_exec(c, PG_JOBS_WITHOUT_TERMINAL, "SELECT id FROM jobs WHERE finished_at > 0"
+                             " AND finished_at BETWEEN $1::bigint AND $2::bigint"
+                             " AND status IN ('succeeded', 'failed', 'canceled') AND NOT EXISTS"
+                             " (SELECT 1 FROM job_terminal_events t WHERE t.job_id = jobs.id)"
+                             " ORDER BY finished_at LIMIT $3::integer", &p, err);
+    if (!r) return -1;
+    int rows = PQntuples(r);
+    for (a->n = 0; (int)a->n < rows && (int)a->n < a->limit; a->n++)
+        snprintf(a->ids[a->n], VX_ID_SIZE, "%s", PQgetvalue(r, (int)a->n, 0));
+    PQclear(r);
+    return 0;
+}
+
+int vx_pg_jobs_without_terminal_event(vx_store *st, int64_t from_ms, int64_t to_ms, int limit,
+                                      char (*ids)[VX_ID_SIZE], size_t *n, vx_err *err) {
+    struct without_terminal_args a = {from_ms, to_ms, limit, ids, 0};
+    int rc = vx_pg_run(st, without_terminal_body, &a, err);
+    *n = rc == 0 ? a.n : 0;
+    return rc;
 }
 
 struct event_list_args { const vx_event_filter *f; int limit; vx_event_rec *list; size_t n; };

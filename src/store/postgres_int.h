@@ -29,6 +29,8 @@ enum vx_pg_slot {
     /* postgres_uploads.c */
     PG_UPLOAD_INSERT, PG_UPLOAD_GET, PG_UPLOAD_TAKE, PG_UPLOAD_EXPIRE, PG_LEASE_ACQUIRE,
     PG_JOB_NOTIFY, PG_JOB_READY,
+    /* postgres_events.c: one terminal event per job */
+    PG_TERMINAL_CLAIM, PG_JOBS_WITHOUT_TERMINAL,
     PG_SLOT_COUNT
 };
 
@@ -163,6 +165,8 @@ int vx_pg_event_append(vx_store *st, vx_event_rec *ev, const vx_delivery *delive
                        vx_err *err);
 int vx_pg_event_list(vx_store *st, const vx_event_filter *f, vx_event_rec **out, size_t *n, vx_err *err);
 int vx_pg_event_last_id(vx_store *st, const vx_event_filter *f, int64_t *id, vx_err *err);
+int vx_pg_jobs_without_terminal_event(vx_store *st, int64_t from_ms, int64_t to_ms, int limit,
+                                      char (*ids)[VX_ID_SIZE], size_t *n, vx_err *err);
 int vx_pg_event_purge(vx_store *st, int64_t before_ms, int64_t *purged, vx_err *err);
 int vx_pg_webhook_create(vx_store *st, const vx_webhook_endpoint *ep, vx_err *err);
 int vx_pg_webhook_get(vx_store *st, const char *user_id, const char *id, vx_webhook_endpoint *out,

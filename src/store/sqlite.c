@@ -694,6 +694,7 @@ const vx_store_ops vx_store_sqlite_ops = {
     .event_append = vx_sqlite_event_append,
     .event_list = vx_sqlite_event_list,
     .event_last_id = vx_sqlite_event_last_id,
+    .jobs_without_terminal_event = vx_sqlite_jobs_without_terminal_event,
     .event_purge = vx_sqlite_event_purge,
     .webhook_create = vx_sqlite_webhook_create,
     .webhook_get = vx_sqlite_webhook_get,

@@ -74,6 +74,19 @@ int vx_sqlite_event_append(vx_store *st, vx_event_rec *ev, const vx_delivery *de
     vx_sqlite_bind_text(s, 5, ev->data_json);
     if (step_done(c, s, err) != 0) goto out;
     int64_t id = sqlite3_last_insert_rowid(vx_sqlite_conn_db(c));
+    if (ev->once_per_job) {
+        if (!(s = vx_sqlite_stmt(c, SQ_TERMINAL_CLAIM,
+                                 "INSERT INTO job_terminal_events (job_id, event_id) VALUES (?, ?)"
+                                 " ON CONFLICT (job_id) DO NOTHING", err)))
+            goto out;
+        vx_sqlite_bind_text(s, 1, ev->job_id);
+        sqlite3_bind_int64(s, 2, id);
+        if (step_done(c, s, err) != 0) goto out;
+        if (sqlite3_changes(vx_sqlite_conn_db(c)) == 0) {
+            vx_err_set(err, VX_E_CONFLICT, "event_recorded", "the job's terminal event is already recorded");
+            goto out;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const vx_delivery *d = &deliveries[i];
         if (!(s = vx_sqlite_stmt(c, SQ_DELIVERY_INSERT,
@@ -103,6 +116,33 @@ int vx_sqlite_event_append(vx_store *st, vx_event_rec *ev, const vx_delivery *de
     ev->id = id;
 out:
     rc = vx_sqlite_finish(c, rc, err);
+    vx_sqlite_conn_put(st, c);
+    return rc;
+}
+
+int vx_sqlite_jobs_without_terminal_event(vx_store *st, int64_t from_ms, int64_t to_ms, int limit,
+                                          char (*ids)[VX_ID_SIZE], size_t *n, vx_err *err) {
+    *n = 0;
+    vx_sqlite_conn *c = vx_sqlite_conn_get(st);
+    int rc = -1, r;
+    sqlite3_stmt *s = vx_sqlite_stmt(c, SQ_JOBS_WITHOUT_TERMINAL,
+                                     "SELECT id FROM jobs WHERE finished_at > 0 AND finished_at BETWEEN ?1 AND ?2"
+                                     " AND status IN ('succeeded', 'failed', 'canceled') AND NOT EXISTS"
+                                     " (SELECT 1 FROM job_terminal_events t WHERE t.job_id = jobs.id)"
+                                     " ORDER BY finished_at LIMIT ?3", err);
+    if (!s) goto out;
+    sqlite3_bind_int64(s, 1, from_ms);
+    sqlite3_bind_int64(s, 2, to_ms);
+    sqlite3_bind_int(s, 3, limit);
+    while ((r = sqlite3_step(s)) == SQLITE_ROW && *n < (size_t)limit)
+        snprintf(ids[(*n)++], VX_ID_SIZE, "%s", (const char *)sqlite3_column_text(s, 0));
+    if (r != SQLITE_DONE && r != SQLITE_ROW) {
+        vx_sqlite_fail(c, r, err);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (s) sqlite3_reset(s);
     vx_sqlite_conn_put(st, c);
     return rc;
 }

@@ -32,6 +32,8 @@ enum vx_sqlite_slot {
     /* sqlite_uploads.c */
     SQ_UPLOAD_INSERT, SQ_UPLOAD_GET, SQ_UPLOAD_TAKE, SQ_UPLOAD_EXPIRE_SELECT, SQ_UPLOAD_EXPIRE_MARK,
     SQ_LEASE_ACQUIRE,
+    /* sqlite_events.c: one terminal event per job */
+    SQ_TERMINAL_CLAIM, SQ_JOBS_WITHOUT_TERMINAL,
     SQ_SLOT_COUNT
 };
 
@@ -133,6 +135,8 @@ int vx_sqlite_event_append(vx_store *st, vx_event_rec *ev, const vx_delivery *de
 int vx_sqlite_event_list(vx_store *st, const vx_event_filter *f, vx_event_rec **out, size_t *n,
                          vx_err *err);
 int vx_sqlite_event_last_id(vx_store *st, const vx_event_filter *f, int64_t *id, vx_err *err);
+int vx_sqlite_jobs_without_terminal_event(vx_store *st, int64_t from_ms, int64_t to_ms, int limit,
+                                          char (*ids)[VX_ID_SIZE], size_t *n, vx_err *err);
 int vx_sqlite_event_purge(vx_store *st, int64_t before_ms, int64_t *purged, vx_err *err);
 int vx_sqlite_webhook_create(vx_store *st, const vx_webhook_endpoint *ep, vx_err *err);
 int vx_sqlite_webhook_get(vx_store *st, const char *user_id, const char *id, vx_webhook_endpoint *out,

@@ -155,6 +155,7 @@ typedef struct vx_event_rec {
     char user_id[VX_ID_SIZE];
     int64_t at;
     char *data_json;            /* JSON object text */
+    bool once_per_job;          /* a terminal event: event_append refuses a second one for the job */
 } vx_event_rec;
 
 /* Backend-neutral and tiny, hence inline here. */
@@ -377,7 +378,9 @@ typedef struct vx_store_ops {
     /* Inserts ev (type, job_id, user_id, at, data_json) and sets ev->id; in
      * the same transaction one pending delivery per `deliveries` entry (id,
      * endpoint_id, user_id, url, max_attempts, created_at, next_at; event_id
-     * is taken from the new event). NOT_FOUND if an endpoint vanished. */
+     * is taken from the new event). NOT_FOUND if an endpoint vanished;
+     * CONFLICT "event_recorded" (nothing stored) for a once_per_job event
+     * when the job already has one. */
     int (*event_append)(vx_store *st, vx_event_rec *ev, const vx_delivery *deliveries, size_t n,
                         vx_err *err);
     /* Oldest first. Caller frees *out with vx_event_list_free. */
@@ -462,6 +465,11 @@ typedef struct vx_store_ops {
      * in another process may start it. No effect on a job already claimable
      * or no longer queued. */
     int (*job_ready)(vx_store *st, const char *id, int64_t now, vx_err *err);
+    /* Up to `limit` ids of jobs that finished (finished_at) within
+     * [from_ms, to_ms] and have no terminal event recorded (a process died
+     * between settling a job and storing its event), oldest first. */
+    int (*jobs_without_terminal_event)(vx_store *st, int64_t from_ms, int64_t to_ms, int limit,
+                                       char (*ids)[VX_ID_SIZE], size_t *n, vx_err *err);
 } vx_store_ops;
 
 struct vx_store {

@@ -25,6 +25,8 @@
 
 #define IDLE_POLL_MS 1000             /* longest idle sleep without a store listener */
 #define IDLE_POLL_LISTENING_MS 5000   /* ... and with one (a fallback only) */
+#define REPAIR_EVERY_MS 5000          /* how often the keeper looks for finished jobs without their event */
+#define REPAIR_SETTLE_MS 5000         /* ... that finished at least this long ago (their process had time) */
 
 typedef struct worker_slot {
     struct vx_workers *pool;
@@ -275,7 +277,7 @@ static void *worker_main(void *arg) {
 static void *keeper_main(void *arg) {
     vx_workers *w = arg;
     vx_app *app = w->app;
-    int64_t last_beat = 0, last_reap = 0;
+    int64_t last_beat = 0, last_reap = 0, last_repair = 0;
     while (!atomic_load(&w->stopping) || atomic_load(&app->workers_busy) > 0) {
         int64_t now = vx_now_ms();
         bool interrupting = atomic_load(&w->interrupt);
@@ -321,6 +323,13 @@ static void *keeper_main(void *arg) {
             else if (requeued || failed)
                 vx_info("reaper: %d expired lease(s) requeued, %d failed for good", requeued, failed);
             if (requeued) wake(w);
+        }
+        if (!atomic_load(&w->stopping) && now - last_repair >= REPAIR_EVERY_MS) {
+            last_repair = now;
+            int repaired = 0;
+            vx_err err = {0};
+            if (vx_events_repair(app, now, REPAIR_SETTLE_MS, &repaired, &err) != 0)
+                vx_warn("event repair: %s", err.message);
         }
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);

@@ -292,6 +292,64 @@ static void test_a_real_job_emits_queued_started_progress_succeeded_in_order(voi
     teardown(&fx);
 }
 
+/* Terminal events of the job, counted from the store. */
+static int terminal_events(fixture *fx, const char *job_id) {
+    vx_event_rec *evs = NULL;
+    size_t n = 0;
+    vx_err err = {0};
+    vx_event_filter f = {.job_id = job_id, .limit = 500};
+    if (fx->app.store->ops->event_list(fx->app.store, &f, &evs, &n, &err) != 0) return -1;
+    int count = 0;
+    for (size_t i = 0; i < n; i++) {
+        vx_event_type t;
+        if (vx_event_type_parse(evs[i].type, &t) == 0 && vx_event_type_terminal(t)) count++;
+    }
+    vx_event_list_free(evs, n);
+    return count;
+}
+
+static void test_a_job_settled_without_its_event_gets_exactly_one_by_repair(void) {
+    fixture fx;
+    REQUIRE(setup(&fx) == 0);
+    vx_err err = {0};
+    char path[256];
+    snprintf(path, sizeof path, "%s/tmp/spool.wav", fx.dir);
+    write_wav(path, 16000, 1.0);
+    vx_job_submission s = {.model = "convert", .spool_path = path, .filename = "a.wav", .content_type = "audio/wav",
+                           .bytes = 32044, .upload_sha256 = "x"};
+    vx_job job = {0}, gone = {0};
+    bool replayed;
+    REQUIRE(vx_jobs_submit(&fx.app, &fx.alice, &s, &job, &replayed, &err) == 0);
+    /* settled behind the event hub's back, as by a process that died before emitting */
+    int64_t now = vx_now_ms();
+    REQUIRE(fx.app.store->ops->job_cancel(fx.app.store, job.id, now, &gone, &err) == 0);
+    CHECK_EQ_INT(terminal_events(&fx, job.id), 0);
+    int repaired = -1;
+    /* too recent: its own process still has time */
+    CHECK_EQ_INT(vx_events_repair(&fx.app, now + 1000, 5000, &repaired, &err), 0);
+    CHECK_EQ_INT(repaired, 0);
+    CHECK_EQ_INT(vx_events_repair(&fx.app, now + 6000, 5000, &repaired, &err), 0);
+    CHECK_EQ_INT(repaired, 1);
+    CHECK_EQ_INT(terminal_events(&fx, job.id), 1);
+    /* again, and the late emitter as well: both refused by the store */
+    CHECK_EQ_INT(vx_events_repair(&fx.app, now + 7000, 5000, &repaired, &err), 0);
+    CHECK_EQ_INT(repaired, 0);
+    vx_events_job_changed(&fx.app, &gone);
+    CHECK_EQ_INT(terminal_events(&fx, job.id), 1);
+    /* outside the repair window nothing is looked at */
+    vx_job other = {0}, other_gone = {0};
+    write_wav(path, 16000, 1.0);
+    REQUIRE(vx_jobs_submit(&fx.app, &fx.alice, &s, &other, &replayed, &err) == 0);
+    REQUIRE(fx.app.store->ops->job_cancel(fx.app.store, other.id, now, &other_gone, &err) == 0);
+    CHECK_EQ_INT(vx_events_repair(&fx.app, now + VX_EVENTS_REPAIR_WINDOW_MS + 1000, 5000, &repaired, &err), 0);
+    CHECK_EQ_INT(repaired, 0);
+    vx_job_clear(&job);
+    vx_job_clear(&gone);
+    vx_job_clear(&other);
+    vx_job_clear(&other_gone);
+    teardown(&fx);
+}
+
 static void test_deliveries_follow_endpoint_filters_and_survive_their_life_cycle(void) {
     fixture fx;
     REQUIRE(setup(&fx) == 0);
@@ -387,4 +445,5 @@ TEST_MAIN(TEST_ENTRY(test_progress_gate_throttles_to_the_interval),
           TEST_ENTRY(test_live_subscribers_see_concurrent_emitters_in_id_order),
           TEST_ENTRY(test_job_states_map_to_event_types),
           TEST_ENTRY(test_a_real_job_emits_queued_started_progress_succeeded_in_order),
+          TEST_ENTRY(test_a_job_settled_without_its_event_gets_exactly_one_by_repair),
           TEST_ENTRY(test_deliveries_follow_endpoint_filters_and_survive_their_life_cycle))
