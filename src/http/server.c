@@ -341,6 +341,18 @@ bad:
                       "listen address must be IPV4:PORT or localhost:PORT, got \"%.64s\"", listen);
 }
 
+/* New connections while stopping are closed at once. MHD_quiesce_daemon
+ * would stop accepting instead, but in MHD 0.9.75's epoll thread pool it
+ * races the pool threads over the listening socket's epoll registration and
+ * can abort the process ("Failed to remove listen FD from epoll set", seen
+ * about once in 60 stops). */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)addr;
+    (void)addrlen;
+    const vx_http_server *srv = cls;
+    return atomic_load(&srv->stopping) ? MHD_NO : MHD_YES;
+}
+
 vx_http_server *vx_http_start(vx_app *app, const vx_route *routes, size_t n_routes, vx_err *err) {
     const vx_config *cfg = app->cfg;
     struct sockaddr_in sa;
@@ -381,7 +393,7 @@ vx_http_server *vx_http_start(vx_app *app, const vx_route *routes, size_t n_rout
     unsigned limit = cfg->max_connections > 0 ? (unsigned)cfg->max_connections : 1024;
     if (limit < threads) limit = threads;
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, srv,
+        flags, 0, accept_policy, srv, on_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,  /* first, so that every message goes through it */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, threads,
@@ -425,8 +437,7 @@ static void nap_ms(int ms) {
  * socket (MHD 0.9.75 panics on the first and frees the second under us). */
 void vx_http_stop(vx_http_server *srv, int grace_ms) {
     if (!srv) return;
-    atomic_store(&srv->stopping, true);
-    MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
+    atomic_store(&srv->stopping, true); /* accept_policy turns new connections away from now on */
     uint64_t deadline = mono_ns() + (uint64_t)(grace_ms > 0 ? grace_ms : 0) * 1000000u;
     vx_stream_stop_phase(srv->stream, 1);
     while (atomic_load(&srv->in_flight) > 0 && mono_ns() < deadline) nap_ms(5);
@@ -442,7 +453,6 @@ void vx_http_stop(vx_http_server *srv, int grace_ms) {
                  atomic_load(&srv->upgrading));
     MHD_stop_daemon(srv->daemon);
     vx_stream_free(srv->stream);
-    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     vx_router_free(srv->router);
     vx_http_metrics_free(srv->metrics);
     free(srv);
