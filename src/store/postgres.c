@@ -525,7 +525,8 @@ static int pg_setting_put_if_absent(vx_store *st, const char *key, char *value, 
     .webhook_rotate = vx_pg_webhook_rotate, .delivery_claim = vx_pg_delivery_claim,             \
     .delivery_record = vx_pg_delivery_record, .delivery_list = vx_pg_delivery_list,             \
     .delivery_redeliver = vx_pg_delivery_redeliver,                                             \
-    .delivery_release_owner = vx_pg_delivery_release_owner
+    .delivery_release_owner = vx_pg_delivery_release_owner,                                     \
+    .stream_open = vx_pg_stream_open, .stream_record = vx_pg_stream_record
 
 const vx_store_ops vx_store_postgres_ops = {.scheme = "postgres", PG_HOOKS};
 const vx_store_ops vx_store_postgresql_ops = {.scheme = "postgresql", PG_HOOKS};

@@ -26,6 +26,8 @@ enum vx_pg_slot {
     PG_WEBHOOK_JOB_GET, PG_WEBHOOK_DELETE_DELIVERIES, PG_WEBHOOK_DELETE, PG_WEBHOOK_ROTATE,
     PG_DELIVERY_DUE, PG_DELIVERY_LEASE, PG_DELIVERY_RECORD, PG_DELIVERY_LIST, PG_DELIVERY_GET,
     PG_DELIVERY_REDELIVER, PG_DELIVERY_RELEASE_OWNER,
+    /* postgres_streams.c */
+    PG_STREAM_START, PG_STREAM_LOAD, PG_STREAM_RECORD,
     PG_SLOT_COUNT
 };
 
@@ -86,6 +88,14 @@ char *vx_pg_col_dup(const PGresult *r, int row, int col, bool *oom);
  * "insufficient_credits" when the CHECK on balances fails. */
 int vx_pg_ledger_post(vx_pg_conn *c, const vx_ledger_entry *e, bool *replayed, vx_balance *after,
                       vx_err *err);
+
+/* Inside a transaction: inserts a queued job and its hold entry (ref
+ * "hold:<id>"); job_submit and stream_open share it. */
+int vx_pg_job_insert(vx_pg_conn *c, const vx_job *job, vx_err *err);
+/* Hooks implemented in postgres_streams.c. */
+int vx_pg_stream_open(vx_store *st, const vx_job *job, vx_err *err);
+int vx_pg_stream_record(vx_store *st, const char *id, const char *owner, double seconds, int64_t charged,
+                        int64_t extra_hold, int64_t now, int64_t lease_ms, vx_err *err);
 
 /* Runs one single-statement write (as vx_pg_exec_cmd) in its own transaction. */
 int vx_pg_write_one(vx_store *st, int slot, const char *sql, const vx_pg_args *a, int64_t *changes,

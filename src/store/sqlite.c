@@ -706,6 +706,8 @@ const vx_store_ops vx_store_sqlite_ops = {
     .delivery_list = vx_sqlite_delivery_list,
     .delivery_redeliver = vx_sqlite_delivery_redeliver,
     .delivery_release_owner = vx_sqlite_delivery_release_owner,
+    .stream_open = vx_sqlite_stream_open,
+    .stream_record = vx_sqlite_stream_record,
 };
 
 /* Returns a store the caller closes with vx_store_close(). */
