@@ -50,6 +50,8 @@ void vx_api_webhook_redeliver(vx_request *req);
 /* events.c */
 void vx_api_job_events(vx_request *req);
 void vx_api_events(vx_request *req);
+/* stream.c (its threads: api.h) */
+void vx_api_stream(vx_request *req);
 /* ops.c */
 void vx_api_healthz(vx_request *req);
 void vx_api_readyz(vx_request *req);
