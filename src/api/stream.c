@@ -140,7 +140,7 @@ static void fail(conn *c, const vx_err *err) {
     char reason[96];
     snprintf(reason, sizeof reason, "%s", err->code);
     vx_err e2 = {0};
-    vx_stream_session_end(c->session, paid_up, reason, &e2);
+    vx_stream_session_end(c->session, paid_up && vx_stream_session_started(c->session), reason, &e2);
     json_t *m = json_pack("{s:{s:s, s:s}}", "error", "code", err->code, "message", err->message);
     if (m) vx_ws_send_json(c->ws, m);
     vx_ws_close(c->ws, vx_stream_close_code(err->code), err->code);

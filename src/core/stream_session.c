@@ -3,6 +3,7 @@
  * capture of the seconds streamed at the end), and the model run on the
  * audio (resampled to the model's rate; results to the sink). Blocking (store,
  * model): run it on a stream worker thread, one thread at a time. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ struct vx_stream_session {
     size_t bytes_cap;
 };
 
+static double ms3(double x) { return round(x * 1000.0) / 1000.0; }
+
 static int oom(vx_err *err) { return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory"); }
 
 static void emit(void *user, const json_t *event) {
@@ -47,7 +50,7 @@ static void emit(void *user, const json_t *event) {
     json_t *m = json_copy((json_t *)event);
     if (!m) return;
     if (json_object_get(m, "partial")) {
-        json_object_set_new(m, "seconds", json_real(s->bill.seconds));
+        json_object_set_new(m, "seconds", json_real(ms3(s->bill.seconds)));
         s->replied = true;
     }
     s->sink.text(s->sink.user, m);
@@ -277,7 +280,7 @@ int vx_stream_session_audio(vx_stream_session *s, const void *data, size_t len, 
         if (s->plan.out_format[0]) {
             s->sink.binary(s->sink.user, "", 0); /* enhance: nothing out yet (its filter fills) */
         } else {
-            json_t *ack = json_pack("{s:I, s:f}", "ack", (json_int_t)s->frames, "seconds", s->bill.seconds);
+            json_t *ack = json_pack("{s:I, s:f}", "ack", (json_int_t)s->frames, "seconds", ms3(s->bill.seconds));
             if (ack) s->sink.text(s->sink.user, ack);
         }
     }
@@ -340,7 +343,7 @@ int vx_stream_session_end(vx_stream_session *s, bool flush, const char *reason, 
     else vx_events_job_settled(s->app, s->job_id, 1);
     if (flush && rc == 0) {
         json_t *fin = json_pack("{s:b, s:s, s:f, s:o, s:O}", "final", 1, "job_id", s->job_id, "duration",
-                                s->bill.seconds, "charged", vx_credits_json(charged), "result", doc);
+                                ms3(s->bill.seconds), "charged", vx_credits_json(charged), "result", doc);
         if (fin) s->sink.text(s->sink.user, fin);
     }
     json_decref(doc);

@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <pocketsphinx.h>
+#include <sphinxbase/cmn.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/feat.h>
 #include "../util/log.h"
 #include "../util/strbuf.h"
 #include "asr.h"
@@ -45,6 +47,12 @@ typedef struct ps_dec {
     int frame_rate;       /* feature frames per second (-frate) */
     int64_t fed;          /* samples since start */
     uint32_t noise;       /* dither state, reset per utterance (repeatable results) */
+    /* PocketSphinx switches a decoder to live cepstral mean normalisation
+     * for good once it is fed in pieces (live partials) and keeps the mean
+     * it learnt: both are put back at each start, so no utterance depends
+     * on what the decoder (shared through the pool) did before. */
+    cmn_type_t cmn_type;
+    mfcc_t *cmn_init;
 } ps_dec;
 
 /* Exact digital silence makes PocketSphinx's log filterbank produce garbage
@@ -133,6 +141,17 @@ static void *ps_decoder_new(void *model, vx_err *err) {
     }
     d->frame_rate = (int)cmd_ln_int32_r(ps_get_config(d->ps), "-frate");
     if (d->frame_rate <= 0) d->frame_rate = 100;
+    feat_t *feat = ps_get_feat(d->ps);
+    d->cmn_type = feat->cmn;
+    if (feat->cmn_struct) {
+        if (!(d->cmn_init = calloc((size_t)feat->cmn_struct->veclen, sizeof *d->cmn_init))) {
+            ps_free(d->ps);
+            free(d);
+            oom(err);
+            return NULL;
+        }
+        cmn_live_get(feat->cmn_struct, d->cmn_init);
+    }
     return d;
 }
 
@@ -140,6 +159,7 @@ static void ps_decoder_free(void *decoder) {
     ps_dec *d = decoder;
     if (!d) return;
     ps_free(d->ps);
+    free(d->cmn_init);
     free(d);
 }
 
@@ -147,8 +167,10 @@ static int ps_start(void *decoder, vx_err *err) {
     ps_dec *d = decoder;
     d->fed = 0;
     d->noise = 0x9E3779B9u;
-    /* A new "stream" restarts the frame count (word times are per
-     * utterance) while the cepstral mean learnt so far is kept. */
+    feat_t *feat = ps_get_feat(d->ps);
+    feat->cmn = d->cmn_type;
+    if (d->cmn_init) cmn_live_set(feat->cmn_struct, d->cmn_init);
+    /* A new "stream" restarts the frame count (word times are per utterance). */
     if (ps_start_stream(d->ps) < 0 || ps_start_utt(d->ps) < 0)
         return vx_err_set(err, VX_E_INTERNAL, "asr_failed", "the speech recognizer could not start an utterance");
     return 0;
