@@ -164,7 +164,8 @@ static const struct {
     {"invalid_config", 1008},         {"unknown_model", 1008},        {"unsupported_sample_rate", 1008},
     {"unsupported_encoding", 1008},   {"config_after_audio", 1008},   {"frame_too_large", 1009},
     {"insufficient_credits", 4402},   {"asr_busy", 1013},             {"too_many_streams", 1013},
-    {"shutting_down", 1001},
+    {"shutting_down", 1001},          {"unknown_param", 1008},        {"invalid_param", 1008},
+    {"param_out_of_range", 1008},
 };
 
 int vx_stream_close_code(const char *code) {
