@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "postgres_int.h"
+#include "store_int.h"
 
 static int open_body(vx_pg_conn *c, void *arg, vx_err *err) {
     const vx_job *job = arg;
@@ -53,12 +54,8 @@ static int record_body(vx_pg_conn *c, void *arg, vx_err *err) {
     if (a->charged > held)
         return vx_err_set(err, VX_E_INVALID, "charge_exceeds_hold", "a stream cannot cost more than its hold");
     if (a->extra_hold > 0) {
-        vx_ledger_entry e = {.kind = VX_LEDGER_HOLD, .amount = -a->extra_hold, .held_delta = a->extra_hold,
-                             .created_at = a->now};
-        vx_id_new(e.id, "led");
-        snprintf(e.user_id, sizeof e.user_id, "%s", user_id);
-        snprintf(e.job_id, sizeof e.job_id, "%s", a->id);
-        snprintf(e.ref, sizeof e.ref, "hold:%s:%lld", a->id, (long long)held);
+        vx_ledger_entry e;
+        vx_store_hold_entry(&e, user_id, a->id, a->extra_hold, held, a->now);
         bool replayed;
         vx_balance b;
         if (vx_pg_ledger_post(c, &e, &replayed, &b, err) != 0) return -1;

@@ -191,12 +191,8 @@ int vx_sqlite_job_insert(vx_sqlite_conn *c, const vx_job *job, vx_err *err) {
         vx_sqlite_fail(c, r, err);
         return -1;
     }
-    vx_ledger_entry e = {.kind = VX_LEDGER_HOLD, .amount = -job->held, .held_delta = job->held,
-                         .created_at = job->created_at};
-    vx_id_new(e.id, "led");
-    snprintf(e.user_id, sizeof e.user_id, "%s", job->user_id);
-    snprintf(e.job_id, sizeof e.job_id, "%s", job->id);
-    snprintf(e.ref, sizeof e.ref, "hold:%s", job->id);
+    vx_ledger_entry e;
+    vx_store_hold_entry(&e, job->user_id, job->id, job->held, 0, job->created_at);
     bool replayed;
     vx_balance b;
     if (vx_sqlite_ledger_post(c, &e, &replayed, &b, err) != 0) return -1;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "sqlite_int.h"
+#include "store_int.h"
 
 int vx_sqlite_stream_open(vx_store *st, const vx_job *job, vx_err *err) {
     if (!job->id[0] || !job->user_id[0] || !job->model[0] || job->held < 0 || !job->lease_owner[0])
@@ -61,12 +62,8 @@ int vx_sqlite_stream_record(vx_store *st, const char *id, const char *owner, dou
         goto out;
     }
     if (extra_hold > 0) {
-        vx_ledger_entry e = {.kind = VX_LEDGER_HOLD, .amount = -extra_hold, .held_delta = extra_hold,
-                             .created_at = now};
-        vx_id_new(e.id, "led");
-        snprintf(e.user_id, sizeof e.user_id, "%s", user_id);
-        snprintf(e.job_id, sizeof e.job_id, "%s", id);
-        snprintf(e.ref, sizeof e.ref, "hold:%s:%lld", id, (long long)held);
+        vx_ledger_entry e;
+        vx_store_hold_entry(&e, user_id, id, extra_hold, held, now);
         bool replayed;
         vx_balance b;
         if (vx_sqlite_ledger_post(c, &e, &replayed, &b, err) != 0) goto out;
