@@ -73,11 +73,12 @@ static int config_parse(const json_t *c, vx_stream_config *cfg, vx_err *err) {
 int vx_stream_message_parse(const char *text, size_t len, vx_stream_msg_kind *kind, vx_stream_config *cfg,
                             vx_err *err) {
     json_error_t jerr;
-    json_t *m = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *m = len <= VX_STREAM_MAX_TEXT ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     int rc = -1;
     if (!json_is_object(m) || json_object_size(m) != 1) {
         vx_err_set(err, VX_E_INVALID, "invalid_message",
-                   "text messages must be one of {\"config\":{...}}, {\"eof\":1}, {\"keepalive\":1}");
+                   "text messages must be one of {\"config\":{...}}, {\"eof\":1}, {\"keepalive\":1}, "
+                   "at most %d bytes", VX_STREAM_MAX_TEXT);
         goto out;
     }
     if (json_object_get(m, "config")) {

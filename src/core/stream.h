@@ -43,7 +43,8 @@ typedef enum vx_stream_msg_kind { VX_STREAM_MSG_CONFIG, VX_STREAM_MSG_EOF, VX_ST
 
 /* Parses {"config":{...}}, {"eof":1} or {"keepalive":1}. For a config, *cfg
  * (defaults first) gets the values (caller clears it). Errors (all 400-ish):
- * "invalid_message" (not a JSON object, unknown or several keys),
+ * "invalid_message" (not a JSON object, unknown or several keys, over
+ * VX_STREAM_MAX_TEXT bytes),
  * "invalid_config" (unknown field, wrong type), "unknown_model",
  * "unsupported_sample_rate", "unsupported_encoding". */
 int vx_stream_message_parse(const char *text, size_t len, vx_stream_msg_kind *kind, vx_stream_config *cfg,
@@ -113,10 +114,8 @@ int vx_stream_session_tick(vx_stream_session *s, vx_err *err);
  * records the job's result with `reason` ("eof", "client_closed",
  * "insufficient_credits", "error:<code>", ...). Idempotent. */
 int vx_stream_session_end(vx_stream_session *s, bool flush, const char *reason, vx_err *err);
+/* True once the first audio frame placed the hold and opened the job. */
 bool vx_stream_session_started(const vx_stream_session *s);
-double vx_stream_session_seconds(const vx_stream_session *s);
-/* The stream's job id ("" before start). */
-const char *vx_stream_session_job(const vx_stream_session *s);
 void vx_stream_session_free(vx_stream_session *s);
 
 #endif

@@ -82,8 +82,6 @@ void vx_stream_session_free(vx_stream_session *s) {
 }
 
 bool vx_stream_session_started(const vx_stream_session *s) { return s->started; }
-double vx_stream_session_seconds(const vx_stream_session *s) { return s->bill.seconds; }
-const char *vx_stream_session_job(const vx_stream_session *s) { return s->job_id; }
 
 int vx_stream_session_configure(vx_stream_session *s, vx_stream_config *cfg, vx_err *err) {
     if (s->started || s->frames > 0) {

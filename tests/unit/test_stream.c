@@ -45,6 +45,12 @@ static void test_eof_keepalive_and_bad_messages(void) {
         CHECK_EQ_STR(err.code, "invalid_message");
         CHECK_EQ_INT(vx_stream_close_code(err.code), 1003);
     }
+    /* a config padded past the text limit */
+    char big[VX_STREAM_MAX_TEXT + 64];
+    int n = snprintf(big, sizeof big, "{\"config\":{\"model\":\"transcribe\"%*s}}", VX_STREAM_MAX_TEXT, "");
+    REQUIRE(n > VX_STREAM_MAX_TEXT && n < (int)sizeof big);
+    CHECK(parse(big, &kind, &cfg, &err) != 0);
+    CHECK_EQ_STR(err.code, "invalid_message");
 }
 
 static void test_bad_configs_name_their_error_and_close_code(void) {
