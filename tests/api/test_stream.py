@@ -317,3 +317,39 @@ def test_a_node_dying_mid_stream_leaves_no_hold_behind(start_server, speech):
     assert micro(job["cost"]["charged"]) == 10000  # the 2 s it last recorded
     assert kinds(job_entries(ledger(user.api), job["id"])) == ["capture", "hold"]
     assert assert_books(admin, user)[1] == 0
+
+
+def test_concurrent_streams_get_the_same_transcript_while_rest_answers(server, speech):
+    _, raw16, _ = speech
+    user = make_user(server)
+    url = ws_url(server, "?api_key=" + user.key)
+
+    async def one():
+        out = []
+        async with websockets.connect(url, close_timeout=3) as c:
+            await c.send(json.dumps({"config": {"sample_rate": RATE, "partial": False}}))
+            for i in range(0, len(raw16), FRAME):
+                await c.send(raw16[i:i + FRAME])
+            await c.send('{"eof":1}')
+            try:
+                while True:
+                    out.append(json.loads(await c.recv()))
+            except websockets.ConnectionClosed:
+                pass
+            return out[-1], c.close_code
+
+    async def rest():
+        codes = []
+        for _ in range(10):
+            r = await asyncio.get_running_loop().run_in_executor(None, user.api.get, "/v1/balance")
+            codes.append(r.status_code)
+            await asyncio.sleep(0.05)
+        return codes
+
+    async def run():
+        return await asyncio.gather(one(), one(), one(), rest())
+    *streams, codes = asyncio.run(run())
+    assert codes == [200] * 10
+    texts = {final["result"]["text"] for final, code in streams}
+    assert all(code == 1000 and final["final"] for final, code in streams)
+    assert len(texts) == 1 and len(words(texts.pop())) >= 20
