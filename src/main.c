@@ -235,6 +235,10 @@ static int cmd_serve(int argc, char **argv) {
             printf("voxd: created the admin account 'admin' with the password from VOXD_ADMIN_PASSWORD.\n");
         fflush(stdout);
     }
+    if (!(app.streams = vx_api_streams_start(&app, &err))) {
+        fprintf(stderr, "voxd: cannot start live streams: %s\n", err.message);
+        goto out;
+    }
     size_t n_routes;
     const vx_route *routes = vx_api_routes(&n_routes);
     http = vx_http_start(&app, routes, n_routes, &err);
@@ -265,6 +269,8 @@ static int cmd_serve(int argc, char **argv) {
     rc = 0;
 out:
     if (http) vx_http_stop(http, cfg.shutdown_grace_s * 1000);
+    vx_api_streams_stop(app.streams); /* after the HTTP stop closed every stream */
+    app.streams = NULL;
     if (workers) vx_workers_stop(workers, cfg.shutdown_grace_s * 1000);
     vx_webhook_sender_stop(sender);
     vx_sweeper_stop(sweeper);

@@ -10,4 +10,10 @@
 /* All routes, for vx_http_start. */
 const vx_route *vx_api_routes(size_t *n);
 
+/* The worker threads of live streams (GET /v1/stream, stream.c): start
+ * before the HTTP server, stop after vx_http_stop has closed every stream
+ * (each is settled first). NULL on failure. */
+vx_streams *vx_api_streams_start(vx_app *app, vx_err *err);
+void vx_api_streams_stop(vx_streams *streams);
+
 #endif

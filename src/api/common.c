@@ -138,6 +138,8 @@ json_t *vx_api_job_json(const vx_job *job, bool with_user) {
     json_object_set_new(o, "id", json_string(job->id));
     if (with_user) json_object_set_new(o, "user_id", json_string(job->user_id));
     json_object_set_new(o, "model", json_string(job->model));
+    json_object_set_new(o, "source",
+                        json_string(strcmp(job->input_format, VX_JOB_STREAM_FORMAT) == 0 ? "stream" : "upload"));
     json_object_set_new(o, "status", json_string(vx_job_status_name(job->status)));
     json_object_set_new(o, "progress", json_real(job->status == VX_JOB_SUCCEEDED ? 1.0 : job->progress));
     json_object_set_new(o, "created_at", vx_api_time(job->created_at));
@@ -207,5 +209,26 @@ int vx_api_base_url(vx_request *req, char *out, size_t cap) {
         return -1;
     }
     snprintf(out, cap, "http://%s", host);
+    return 0;
+}
+
+/* Authenticates from headers, or from ?access_token= / ?api_key= where a
+ * browser cannot set headers (WebSocket, EventSource). Answers on failure. */
+int vx_api_auth_query(vx_request *req, vx_principal *who) {
+    const char *auth = vx_req_header(req, "Authorization"), *key = vx_req_header(req, "X-API-Key");
+    char bearer[2048];
+    if (!auth && !key) {
+        const char *token = vx_req_query(req, "access_token");
+        if (token && strlen(token) < sizeof bearer - 8) {
+            snprintf(bearer, sizeof bearer, "Bearer %s", token);
+            auth = bearer;
+        }
+        key = vx_req_query(req, "api_key");
+    }
+    vx_err err = {0};
+    if (vx_accounts_authenticate(vx_req_app(req), auth, key, who, &err) != 0) {
+        vx_respond_error(req, &err);
+        return -1;
+    }
     return 0;
 }

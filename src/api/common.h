@@ -12,6 +12,9 @@
 
 /* Authenticates from Authorization / X-API-Key; answers 401/403 on failure. */
 int vx_api_auth(vx_request *req, vx_principal *who);
+/* As vx_api_auth, also from ?access_token= / ?api_key= when no header is
+ * given (browsers cannot set headers on WebSocket or EventSource). */
+int vx_api_auth_query(vx_request *req, vx_principal *who);
 /* As vx_api_auth, and answers 403 "forbidden" unless the user is an admin. */
 int vx_api_auth_admin(vx_request *req, vx_principal *who);
 /* Parses the body as a JSON object; answers 400 "invalid_json" otherwise.

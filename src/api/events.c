@@ -190,27 +190,6 @@ static void ws_closed(vx_ws *ws, int code, const char *reason, void *user) {
     feed_unref(f);
 }
 
-/* Authenticates from headers, or from ?access_token= / ?api_key= where a
- * browser cannot set headers (WebSocket, EventSource). Answers on failure. */
-static int feed_auth(vx_request *req, vx_principal *who) {
-    const char *auth = vx_req_header(req, "Authorization"), *key = vx_req_header(req, "X-API-Key");
-    char bearer[2048];
-    if (!auth && !key) {
-        const char *token = vx_req_query(req, "access_token");
-        if (token && strlen(token) < sizeof bearer - 8) {
-            snprintf(bearer, sizeof bearer, "Bearer %s", token);
-            auth = bearer;
-        }
-        key = vx_req_query(req, "api_key");
-    }
-    vx_err err = {0};
-    if (vx_accounts_authenticate(vx_req_app(req), auth, key, who, &err) != 0) {
-        vx_respond_error(req, &err);
-        return -1;
-    }
-    return 0;
-}
-
 /* Last-Event-ID header or ?since=: 1 with *since set, 0 when absent, -1
  * after answering 400. */
 static int resume_point(vx_request *req, int64_t *since) {
@@ -466,7 +445,7 @@ void vx_api_job_events(vx_request *req) {
     vx_job job = {0};
     vx_app *app = vx_req_app(req);
     int64_t since = 0;
-    if (feed_auth(req, &who) != 0) return;
+    if (vx_api_auth_query(req, &who) != 0) return;
     vx_err err = {0};
     if (vx_jobs_get(app, &who, vx_req_capture(req, "id"), &job, &err) != 0) {
         vx_respond_error(req, &err);
@@ -538,7 +517,7 @@ void vx_api_events(vx_request *req) {
     vx_principal who;
     vx_app *app = vx_req_app(req);
     int64_t since = 0;
-    if (feed_auth(req, &who) != 0) return;
+    if (vx_api_auth_query(req, &who) != 0) return;
     int resume = resume_point(req, &since);
     if (resume < 0) return;
     vx_bus_filter bf = {.user_id = who.user.id};

@@ -86,6 +86,8 @@ int vx_api_openai_upload_begin(vx_request *req, vx_err *err);
 int vx_api_openai_upload_part(vx_request *req, const vx_upload_chunk *chunk, vx_err *err);
 void vx_api_openai_transcribe(vx_request *req);
 json_t *vx_api_openai_error_body(const vx_err *err, int *http_status);
+/* stream.c (its threads: api.h) */
+void vx_api_stream(vx_request *req);
 /* ops.c */
 void vx_api_healthz(vx_request *req);
 void vx_api_readyz(vx_request *req);

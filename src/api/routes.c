@@ -37,6 +37,7 @@ static const vx_route routes[] = {
     GET("/v1/jobs/{id}/input", vx_api_job_input),
     GET("/v1/jobs/{id}/events", vx_api_job_events),
     GET("/v1/events", vx_api_events),
+    GET("/v1/stream", vx_api_stream),
 
     POST("/v1/webhooks", vx_api_webhook_create),
     GET("/v1/webhooks", vx_api_webhook_list),

@@ -67,4 +67,17 @@ const char *vx_audio_content_type(const char *format);
 /* File extension without dot for an input or output format ("opus" -> "opus"). */
 const char *vx_audio_extension(const char *format);
 
+/* ---- streaming resampler (live streams) ----
+ * Mono float PCM from one rate to another, fed in pieces of any size, with
+ * bounded state (libswresample). One object per stream, one thread at a
+ * time. Caller frees with vx_resampler_free. NULL on failure (422
+ * "unsupported_sample_rate" outside 1000..384000 Hz, 500). */
+typedef struct vx_resampler vx_resampler;
+vx_resampler *vx_resampler_new(int in_rate, int out_rate, vx_err *err);
+void vx_resampler_free(vx_resampler *r);
+/* Converts n input samples; n = 0 drains the filter's tail (end of input).
+ * *out points to the converted samples, owned by r and valid until its next
+ * call; *n_out is their count. */
+int vx_resampler_run(vx_resampler *r, const float *in, size_t n, const float **out, size_t *n_out, vx_err *err);
+
 #endif

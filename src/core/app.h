@@ -11,6 +11,7 @@
 
 typedef struct vx_metrics vx_metrics;
 typedef struct vx_events vx_events;
+typedef struct vx_streams vx_streams;
 
 typedef struct vx_app {
     const vx_config *cfg;
@@ -18,6 +19,7 @@ typedef struct vx_app {
     vx_blob *blob;
     vx_metrics *metrics;
     vx_events *events;              /* event hub (core/events.c); NULL = emitting is a no-op */
+    vx_streams *streams;            /* live stream threads (api/stream.c); NULL = streams refused */
     unsigned char jwt_secret[32];
     char tmp_dir[VX_PATH_SIZE + 16]; /* <data>/tmp: upload spools, fetched inputs, outputs */
     atomic_bool shutting_down;      /* set on SIGTERM: stop claiming, readyz fails */

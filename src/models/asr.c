@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <pocketsphinx.h>
+#include <sphinxbase/cmn.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/feat.h>
 #include "../util/log.h"
 #include "../util/strbuf.h"
 #include "asr.h"
@@ -40,11 +42,37 @@ typedef struct ps_model {
     char dict[PATH_MAX];
 } ps_model;
 
+/* The running normalisation's whole state (sphinxbase's cmn_t). */
+typedef struct cmn_snapshot {
+    mfcc_t *mean, *sum;
+    int32 nframe;
+} cmn_snapshot;
+
+static void cmn_save(const cmn_t *c, cmn_snapshot *to) {
+    memcpy(to->mean, c->cmn_mean, (size_t)c->veclen * sizeof *to->mean);
+    memcpy(to->sum, c->sum, (size_t)c->veclen * sizeof *to->sum);
+    to->nframe = c->nframe;
+}
+
+static void cmn_restore(cmn_t *c, const cmn_snapshot *from) {
+    memcpy(c->cmn_mean, from->mean, (size_t)c->veclen * sizeof *from->mean);
+    memcpy(c->sum, from->sum, (size_t)c->veclen * sizeof *from->sum);
+    c->nframe = from->nframe;
+}
+
 typedef struct ps_dec {
     ps_decoder_t *ps;
     int frame_rate;       /* feature frames per second (-frate) */
     int64_t fed;          /* samples since start */
     uint32_t noise;       /* dither state, reset per utterance (repeatable results) */
+    /* PocketSphinx switches a decoder to live cepstral mean normalisation
+     * for good once it is fed in pieces (live partials), and keeps the mean
+     * it learnt. A whole-utterance decode runs with the model's own type
+     * (normalised over itself, whatever came before) and leaves the live
+     * state as it found it; reset (a new user of the pooled decoder) puts
+     * the initial mean back, so live decoding adapts within one user only. */
+    cmn_type_t cmn_type;
+    cmn_snapshot cmn_init, cmn_live;
 } ps_dec;
 
 /* Exact digital silence makes PocketSphinx's log filterbank produce garbage
@@ -133,6 +161,22 @@ static void *ps_decoder_new(void *model, vx_err *err) {
     }
     d->frame_rate = (int)cmd_ln_int32_r(ps_get_config(d->ps), "-frate");
     if (d->frame_rate <= 0) d->frame_rate = 100;
+    feat_t *feat = ps_get_feat(d->ps);
+    d->cmn_type = feat->cmn;
+    if (feat->cmn_struct) {
+        /* one block: init mean, init sum, live mean, live sum */
+        size_t len = (size_t)feat->cmn_struct->veclen;
+        mfcc_t *block = calloc(4 * len, sizeof *block);
+        if (!block) {
+            ps_free(d->ps);
+            free(d);
+            oom(err);
+            return NULL;
+        }
+        d->cmn_init = (cmn_snapshot){.mean = block, .sum = block + len};
+        d->cmn_live = (cmn_snapshot){.mean = block + 2 * len, .sum = block + 3 * len};
+        cmn_save(feat->cmn_struct, &d->cmn_init);
+    }
     return d;
 }
 
@@ -140,15 +184,21 @@ static void ps_decoder_free(void *decoder) {
     ps_dec *d = decoder;
     if (!d) return;
     ps_free(d->ps);
+    free(d->cmn_init.mean);
     free(d);
+}
+
+static void ps_reset(void *decoder) {
+    ps_dec *d = decoder;
+    feat_t *feat = ps_get_feat(d->ps);
+    if (d->cmn_init.mean) cmn_restore(feat->cmn_struct, &d->cmn_init);
 }
 
 static int ps_start(void *decoder, vx_err *err) {
     ps_dec *d = decoder;
     d->fed = 0;
     d->noise = 0x9E3779B9u;
-    /* A new "stream" restarts the frame count (word times are per
-     * utterance) while the cepstral mean learnt so far is kept. */
+    /* A new "stream" restarts the frame count (word times are per utterance). */
     if (ps_start_stream(d->ps) < 0 || ps_start_utt(d->ps) < 0)
         return vx_err_set(err, VX_E_INTERNAL, "asr_failed", "the speech recognizer could not start an utterance");
     return 0;
@@ -254,7 +304,13 @@ static int ps_decode(void *decoder, const int16_t *pcm, size_t n, vx_asr_utteran
     dither_zeros(d, copy, pcm, n);
     /* full_utt: features for all of it at once, with batch cepstral mean
      * normalisation (the model's -cmn batch); no running estimate to warm. */
+    feat_t *feat = ps_get_feat(d->ps);
+    cmn_type_t live_type = feat->cmn;
+    if (d->cmn_live.mean) cmn_save(feat->cmn_struct, &d->cmn_live);
+    feat->cmn = d->cmn_type;
     int rc = n > 0 ? ps_process_raw(d->ps, copy, n, FALSE, TRUE) : 0;
+    feat->cmn = live_type;
+    if (d->cmn_live.mean) cmn_restore(feat->cmn_struct, &d->cmn_live);
     free(copy);
     if (rc < 0) {
         ps_end_utt(d->ps);
@@ -272,6 +328,7 @@ const vx_asr_engine vx_asr_pocketsphinx = {
     .decoder_new = ps_decoder_new,
     .decoder_free = ps_decoder_free,
     .start = ps_start,
+    .reset = ps_reset,
     .feed = ps_feed,
     .partial = ps_partial,
     .end = ps_end,
@@ -410,6 +467,8 @@ vx_asr_decoder *vx_asr_acquire(vx_asr_model *m, int wait_ms, vx_err *err) {
             d->next_idle = NULL;
             m->in_use++;
             pthread_mutex_unlock(&m->mu);
+            /* what the previous user taught it must not reach this one */
+            if (m->engine->reset) m->engine->reset(d->engine_decoder);
             return d;
         }
         if (m->created + m->creating < m->max) {

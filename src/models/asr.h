@@ -50,6 +50,9 @@ typedef struct vx_asr_engine {
     /* Decodes one complete utterance in a single pass (start, feed, end),
      * free to normalise over all of it first; same output as end(). */
     int (*decode)(void *decoder, const int16_t *pcm, size_t n, vx_asr_utterance *out, vx_err *err);
+    /* Optional: forgets what earlier utterances taught the decoder (e.g. a
+     * running normalisation), when the pool hands it to a new user. */
+    void (*reset)(void *decoder);
 } vx_asr_engine;
 
 extern const vx_asr_engine vx_asr_pocketsphinx;   /* CMU PocketSphinx, US English */

@@ -42,6 +42,16 @@ typedef struct vx_pcm_out {
     void *user;
 } vx_pcm_out;
 
+/* Where a model reports live results during process()/finish(), for
+ * streams: final pieces as soon as nothing can change them (an utterance, a
+ * speech segment) and, if `partials`, a changed partial hypothesis. emit gets
+ * a JSON object it must not keep (borrowed for the call). */
+typedef struct vx_model_listener {
+    void (*emit)(void *user, const json_t *event);
+    bool partials;
+    void *user;
+} vx_model_listener;
+
 typedef struct vx_model {
     const char *name;            /* catalog key, [a-z0-9_-] */
     const char *kind;            /* "conversion", "enhancement", "analysis", "transcription" */
@@ -69,6 +79,10 @@ typedef struct vx_model {
      * string. Unknown format: 400 "invalid_format". NULL = JSON only. */
     int (*render)(const json_t *result, const char *format, char **out, size_t *len,
                   const char **content_type, vx_err *err);
+
+    /* Optional, live streams: sets the listener (borrowed until close) right
+     * after open(). NULL = the model reports only its final document. */
+    void (*listen)(void *state, const vx_model_listener *listener);
 } vx_model;
 
 /* ---- the models (one file each in src/models/; catalog.c lists them) ---- */

@@ -36,6 +36,12 @@ typedef struct segment_state {
     int channels;
     int64_t samples;
     double speech_s;
+    /* live streams: speech_start once a run is sure to be kept */
+    const vx_model_listener *listener;
+    double threshold, frame_s, pad_s, last_end_s;
+    int min_speech_frames, run;
+    int64_t frames;
+    bool in_speech;
 } segment_state;
 
 static int segment_plan(const json_t *params, const vx_audio_info *input, vx_model_plan *plan, vx_err *err) {
@@ -71,6 +77,11 @@ static void *segment_open(const json_t *params, const vx_model_plan *plan, vx_er
     };
     s->seg = vx_vad_segmenter_new(&cfg, err);
     if (!s->seg) goto fail;
+    s->threshold = cfg.threshold;
+    s->frame_s = cfg.frame_s;
+    s->pad_s = cfg.pad_ms / 1000.0;
+    s->min_speech_frames = (int)ceil(cfg.min_speech_ms / 1000.0 / cfg.frame_s);
+    if (s->min_speech_frames < 1) s->min_speech_frames = 1;
     s->segments = json_array();
     if (!s->segments) goto oom;
     return s;
@@ -83,8 +94,24 @@ fail:
 
 static double ms_round(double x) { return round(x * 1000.0) / 1000.0; }
 
+/* Live: {"event":"speech_start","start"} then {"event":"speech_end",
+ * "start","end","confidence"}, strictly alternating. */
+static void emit_event(segment_state *s, const char *event, double start, const vx_vad_segment *g) {
+    json_t *e = g ? json_pack("{s:s, s:f, s:f, s:f}", "event", event, "start", ms_round(g->start_s), "end",
+                              ms_round(g->end_s), "confidence", ms_round(g->confidence))
+                  : json_pack("{s:s, s:f}", "event", event, "start", ms_round(start));
+    if (e) s->listener->emit(s->listener->user, e);
+    json_decref(e);
+}
+
 static int on_segment(void *user, const vx_vad_segment *g, vx_err *err) {
     segment_state *s = user;
+    if (s->listener) {
+        if (!s->in_speech) emit_event(s, "speech_start", g->start_s, NULL);
+        emit_event(s, "speech_end", 0, g);
+        s->in_speech = false;
+        s->last_end_s = g->end_s;
+    }
     json_t *o = json_pack("{s:f, s:f, s:f}", "start_s", ms_round(g->start_s), "end_s", ms_round(g->end_s),
                           "confidence", ms_round(g->confidence));
     if (!o || json_array_append_new(s->segments, o) != 0)
@@ -95,7 +122,21 @@ static int on_segment(void *user, const vx_vad_segment *g, vx_err *err) {
 
 static int on_frame(void *user, const vx_vad_frame *f, vx_err *err) {
     segment_state *s = user;
+    s->frames++;
+    s->run = f->probability >= s->threshold ? s->run + 1 : 0;
+    if (s->listener && !s->in_speech && s->run == s->min_speech_frames) {
+        /* A run this long is never dropped: its segment will come. */
+        double start = (double)(s->frames - s->run) * s->frame_s - s->pad_s;
+        if (start < s->last_end_s) start = s->last_end_s;
+        emit_event(s, "speech_start", start < 0 ? 0 : start, NULL);
+        s->in_speech = true;
+    }
     return vx_vad_segmenter_push(s->seg, f->probability, on_segment, s, err);
+}
+
+static void segment_listen(void *state, const vx_model_listener *listener) {
+    segment_state *s = state;
+    s->listener = listener;
 }
 
 /* Mixes interleaved frames to mono (only needed if the plan ever keeps channels). */
@@ -181,4 +222,5 @@ const vx_model vx_model_segment = {
     .finish = segment_finish,
     .close = segment_close,
     .render = segment_render,
+    .listen = segment_listen,
 };

@@ -128,6 +128,13 @@ typedef struct transcribe_state {
     const vx_model *enh;
     json_t *enh_params;              /* outlives enh_state, which may borrow from it */
     void *enh_state;
+    /* live streams: utterances as they end; partials from feeding the open
+     * utterance to the decoder as it grows (the final text still comes from
+     * decoding it whole, as in batch) */
+    const vx_model_listener *listener;
+    bool live_open;                  /* an utterance is open on the decoder */
+    size_t live_fed;                 /* utt samples fed to it */
+    char *last_partial;
 } transcribe_state;
 
 static double round3(double x) { return round(x * 1000.0) / 1000.0; }
@@ -151,6 +158,48 @@ static int keep_utterance(transcribe_state *s, const vx_asr_utterance *u, vx_err
     if (json_array_append_new(s->segments, seg) != 0)
         return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
     vx_strbuf_printf(&s->text, "%s%s", s->text.len ? " " : "", u->text);
+    if (s->listener) {
+        json_t *e = json_pack("{s:s, s:f, s:f}", "text", u->text, "start", round3(u->words[0].start), "end",
+                              round3(u->words[u->n_words - 1].end));
+        if (e && s->words_wanted) {
+            size_t from = json_array_size(s->words) - u->n_words, n = json_array_size(s->words);
+            json_t *ws = json_array();
+            for (size_t i = from; ws && i < n; i++) json_array_append(ws, json_array_get(s->words, i));
+            json_object_set_new(e, "words", ws ? ws : json_array());
+        }
+        if (!e) return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+        s->listener->emit(s->listener->user, e);
+        json_decref(e);
+    }
+    return 0;
+}
+
+/* Live partials: feeds the open utterance's new samples to the decoder. */
+static int live_feed(transcribe_state *s, vx_err *err) {
+    if (!s->listener || !s->listener->partials || !s->in_utt) return 0;
+    if (!s->live_open) {
+        if (vx_asr_begin(s->dec, (double)s->utt_start / RATE, err) != 0) return -1;
+        s->live_open = true;
+        s->live_fed = 0;
+    }
+    if (s->utt_len > s->live_fed &&
+        vx_asr_feed_s16(s->dec, s->utt + s->live_fed, s->utt_len - s->live_fed, err) != 0)
+        return -1;
+    s->live_fed = s->utt_len;
+    return 0;
+}
+
+/* Live partials: reports the hypothesis when it changed. */
+static int live_partial(transcribe_state *s, vx_err *err) {
+    if (!s->live_open) return 0;
+    const char *p = vx_asr_partial(s->dec);
+    if (s->last_partial && strcmp(p, s->last_partial) == 0) return 0;
+    free(s->last_partial);
+    if (!(s->last_partial = strdup(p))) return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+    json_t *e = json_pack("{s:s}", "partial", p);
+    if (!e) return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+    s->listener->emit(s->listener->user, e);
+    json_decref(e);
     return 0;
 }
 
@@ -167,6 +216,14 @@ static void feed_until(transcribe_state *s, int64_t to) {
 static int end_utterance(transcribe_state *s, vx_err *err) {
     vx_asr_utterance u;
     s->in_utt = false;
+    if (s->live_open) {
+        /* the partial pass is over; the final text comes from the whole utterance */
+        s->live_open = false;
+        free(s->last_partial);
+        s->last_partial = NULL;
+        if (vx_asr_end(s->dec, &u, err) != 0) return -1;
+        vx_asr_utterance_clear(&u);
+    }
     s->floor_sample = s->fed_to;
     if (vx_asr_decode_s16(s->dec, s->utt, s->utt_len, (double)s->utt_start / RATE, &u, err) != 0) return -1;
     s->utt_len = 0;
@@ -249,7 +306,7 @@ static int gate_write(void *user, const float *pcm, size_t n, vx_err *err) {
         for (size_t i = 0; i < k; i++) s->history[(s->total + (int64_t)i) & (HISTORY - 1)] = pcm[i];
         s->total += (int64_t)k;
         int rc = s->vad ? vx_vad_process(s->vad, pcm, k, vad_frame, s, err) : energy_process(s, pcm, k, err);
-        if (rc != 0) return -1;
+        if (rc != 0 || live_feed(s, err) != 0) return -1;
         pcm += k;
         n -= k;
     }
@@ -259,6 +316,7 @@ static int gate_write(void *user, const float *pcm, size_t n, vx_err *err) {
 static void transcribe_close(void *state) {
     transcribe_state *s = state;
     if (!s) return;
+    free(s->last_partial);
     if (s->enh_state) s->enh->close(s->enh_state);
     json_decref(s->enh_params);
     vx_asr_release(s->dec);
@@ -320,11 +378,19 @@ fail:
 
 static int transcribe_process(void *state, const float *pcm, size_t frames, const vx_pcm_out *out, vx_err *err) {
     transcribe_state *s = state;
+    int rc;
     if (s->enh_state) {
         vx_pcm_out to_gate = {.write = gate_write, .user = s};
-        return s->enh->process(s->enh_state, pcm, frames, &to_gate, err);
+        rc = s->enh->process(s->enh_state, pcm, frames, &to_gate, err);
+    } else {
+        rc = gate_write(s, pcm, frames, err);
     }
-    return gate_write(s, pcm, frames, err);
+    return rc != 0 ? -1 : live_partial(s, err);
+}
+
+static void transcribe_listen(void *state, const vx_model_listener *listener) {
+    transcribe_state *s = state;
+    s->listener = listener;
 }
 
 static int transcribe_finish(void *state, const vx_pcm_out *out, json_t **result, vx_err *err) {
@@ -376,4 +442,5 @@ const vx_model vx_model_transcribe = {
     .finish = transcribe_finish,
     .close = transcribe_close,
     .render = transcribe_render,
+    .listen = transcribe_listen,
 };

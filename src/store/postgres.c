@@ -539,7 +539,8 @@ static int pg_setting_put_if_absent(vx_store *st, const char *key, char *value, 
     .upload_create = vx_pg_upload_create, .upload_get = vx_pg_upload_get,                       \
     .job_submit_upload = vx_pg_job_submit_upload, .upload_expire = vx_pg_upload_expire,         \
     .lease_acquire = vx_pg_lease_acquire, .job_listen = vx_pg_job_listen,                       \
-    .job_ready = vx_pg_job_ready, .jobs_without_terminal_event = vx_pg_jobs_without_terminal_event
+    .job_ready = vx_pg_job_ready, .jobs_without_terminal_event = vx_pg_jobs_without_terminal_event, \
+    .stream_open = vx_pg_stream_open, .stream_record = vx_pg_stream_record
 
 const vx_store_ops vx_store_postgres_ops = {.scheme = "postgres", PG_HOOKS};
 const vx_store_ops vx_store_postgresql_ops = {.scheme = "postgresql", PG_HOOKS};

@@ -31,6 +31,8 @@ enum vx_pg_slot {
     PG_JOB_NOTIFY, PG_JOB_READY,
     /* postgres_events.c: one terminal event per job */
     PG_TERMINAL_CLAIM, PG_JOBS_WITHOUT_TERMINAL,
+    /* postgres_streams.c */
+    PG_STREAM_START, PG_STREAM_LOAD, PG_STREAM_RECORD,
     PG_SLOT_COUNT
 };
 
@@ -106,6 +108,13 @@ struct vx_pg_listener **vx_pg_listener_slot(vx_store *st);
 void vx_pg_listener_free(struct vx_pg_listener *l);
 int vx_pg_job_listen(vx_store *st, void (*fn)(void *user), void *user, vx_err *err);
 int vx_pg_job_ready(vx_store *st, const char *id, int64_t now, vx_err *err);
+/* Inside a transaction: inserts a queued job and its hold entry (ref
+ * "hold:<id>"); job_submit and stream_open share it. */
+int vx_pg_job_insert(vx_pg_conn *c, const vx_job *job, vx_err *err);
+/* Hooks implemented in postgres_streams.c. */
+int vx_pg_stream_open(vx_store *st, const vx_job *job, vx_err *err);
+int vx_pg_stream_record(vx_store *st, const char *id, const char *owner, double seconds, int64_t charged,
+                        int64_t extra_hold, int64_t now, int64_t lease_ms, vx_err *err);
 
 /* Runs one single-statement write (as vx_pg_exec_cmd) in its own transaction. */
 int vx_pg_write_one(vx_store *st, int slot, const char *sql, const vx_pg_args *a, int64_t *changes,

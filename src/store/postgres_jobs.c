@@ -202,16 +202,17 @@ static int submit_body(vx_pg_conn *c, void *arg, vx_err *err) {
         }
         return -1;
     }
-    vx_ledger_entry e = {.kind = VX_LEDGER_HOLD, .amount = -job->held, .held_delta = job->held,
-                         .created_at = job->created_at};
-    vx_id_new(e.id, "led");
-    snprintf(e.user_id, sizeof e.user_id, "%s", job->user_id);
-    snprintf(e.job_id, sizeof e.job_id, "%s", job->id);
-    snprintf(e.ref, sizeof e.ref, "hold:%s", job->id);
+    vx_ledger_entry e;
+    vx_store_hold_entry(&e, job->user_id, job->id, job->held, 0, job->created_at);
     bool replayed;
     vx_balance b;
     if (vx_pg_ledger_post(c, &e, &replayed, &b, err) != 0) return -1;
     return vx_pg_job_notify(c, job->run_after, err);
+}
+
+int vx_pg_job_insert(vx_pg_conn *c, const vx_job *job, vx_err *err) {
+    struct submit_args a = {job, NULL, NULL, 0};
+    return submit_body(c, &a, err);
 }
 
 int vx_pg_job_submit(vx_store *st, const vx_job *job, vx_job *existing, vx_err *err) {
@@ -536,6 +537,21 @@ static int64_t backoff_delay(int64_t backoff_ms, int attempts) {
     return d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
 }
 
+/* A stream's job whose node is gone: failed, with a capture of what its
+ * recorded seconds cost. */
+static int finalize_capture(vx_pg_conn *c, const char *id, const char *user_id, int64_t held, int64_t charged,
+                            const char *error_json, int64_t now, vx_err *err) {
+    vx_pg_args p = {0};
+    vx_pg_text(&p, id);
+    vx_pg_text(&p, vx_job_status_name(VX_JOB_FAILED));
+    vx_pg_i64(&p, now);
+    vx_pg_text(&p, error_json);
+    if (vx_pg_exec_cmd(c, PG_JOB_FINISH, SQL_FINISH, &p, NULL, err) != 0) return -1;
+    if (charged < 0) charged = 0;
+    if (charged > held) charged = held;
+    return settle(c, user_id, id, VX_LEDGER_CAPTURE, held, charged, now, err);
+}
+
 struct reap_args { int64_t now; const char *owner_prefix; int64_t backoff_ms; int requeued, failed; };
 static int reap_body(vx_pg_conn *c, void *arg, vx_err *err) {
     struct reap_args *a = arg;
@@ -546,7 +562,8 @@ static int reap_body(vx_pg_conn *c, void *arg, vx_err *err) {
     /* Rows another transaction holds (a heartbeat, a finish) are skipped:
      * they are live or about to leave the running state anyway. */
     PGresult *r = vx_pg_exec(c, PG_JOB_REAP_SELECT,
-        "SELECT id, user_id, held, attempts, max_attempts, cancel_requested, error_json FROM jobs"
+        "SELECT id, user_id, held, attempts, max_attempts, cancel_requested, error_json, charged,"
+        " (input_format = '" VX_JOB_STREAM_FORMAT "')::int FROM jobs"
         " WHERE status = 'running' AND (lease_until < $1::bigint"
         "  OR ($2::text IS NOT NULL AND left(lease_owner, length($2::text)) = $2::text))"
         " ORDER BY id FOR UPDATE SKIP LOCKED", &p, err);
@@ -563,7 +580,12 @@ static int reap_body(vx_pg_conn *c, void *arg, vx_err *err) {
             rc = vx_pg_oom(err);
             break;
         }
-        if (!cancel && attempts < max_attempts) {
+        if (vx_pg_col_i64(r, i, 8) != 0) {
+            /* The node serving the stream is gone, and with it the audio:
+             * charge the seconds it last recorded, release the rest. */
+            rc = finalize_capture(c, id, user_id, held, vx_pg_col_i64(r, i, 7), errors, a->now, err);
+            a->failed++;
+        } else if (!cancel && attempts < max_attempts) {
             rc = requeue(c, id, a->now + backoff_delay(a->backoff_ms, attempts), errors, a->now, err);
             a->requeued++;
         } else {

@@ -712,6 +712,8 @@ const vx_store_ops vx_store_sqlite_ops = {
     .job_submit_upload = vx_sqlite_job_submit_upload,
     .upload_expire = vx_sqlite_upload_expire,
     .lease_acquire = vx_sqlite_lease_acquire,
+    .stream_open = vx_sqlite_stream_open,
+    .stream_record = vx_sqlite_stream_record,
 };
 
 /* Returns a store the caller closes with vx_store_close(). */

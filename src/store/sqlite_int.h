@@ -34,6 +34,8 @@ enum vx_sqlite_slot {
     SQ_LEASE_ACQUIRE,
     /* sqlite_events.c: one terminal event per job */
     SQ_TERMINAL_CLAIM, SQ_JOBS_WITHOUT_TERMINAL,
+    /* sqlite_streams.c */
+    SQ_STREAM_START, SQ_STREAM_LOAD, SQ_STREAM_RECORD,
     SQ_SLOT_COUNT
 };
 
@@ -128,6 +130,15 @@ int vx_sqlite_job_release(vx_store *st, const char *id, const char *worker, int 
 int vx_sqlite_job_reap(vx_store *st, int64_t now, const char *owner_prefix, int64_t backoff_ms,
                        int *requeued, int *failed, vx_err *err);
 int vx_sqlite_job_counts(vx_store *st, int64_t counts[VX_JOB_STATUS_COUNT], vx_err *err);
+
+/* Inside a transaction: inserts a queued job and its hold entry (ref
+ * "hold:<id>"); the job_submit and stream_open hooks share it. */
+int vx_sqlite_job_insert(vx_sqlite_conn *c, const vx_job *job, vx_err *err);
+
+/* Hooks implemented in sqlite_streams.c. */
+int vx_sqlite_stream_open(vx_store *st, const vx_job *job, vx_err *err);
+int vx_sqlite_stream_record(vx_store *st, const char *id, const char *owner, double seconds, int64_t charged,
+                            int64_t extra_hold, int64_t now, int64_t lease_ms, vx_err *err);
 
 /* Hooks implemented in sqlite_events.c (events, webhook endpoints, deliveries). */
 int vx_sqlite_event_append(vx_store *st, vx_event_rec *ev, const vx_delivery *deliveries, size_t n,

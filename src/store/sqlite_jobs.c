@@ -150,6 +150,55 @@ static int requeue(vx_sqlite_conn *c, const char *id, int64_t run_after, const c
 
 /* ---- submit, get, list, cancel ------------------------------------------ */
 
+/* Inserts a queued job and its hold entry (ref "hold:<id>") inside the
+ * caller's transaction. */
+int vx_sqlite_job_insert(vx_sqlite_conn *c, const vx_job *job, vx_err *err) {
+    sqlite3_stmt *s = vx_sqlite_stmt(c, SQ_JOB_INSERT, "INSERT INTO jobs (" JOB_COLS ") VALUES ("
+                       "?, ?, ?, 'queued', 0, 0, ?, ?, 0, 0, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL,"
+                       " ?, ?, ?, ?, ?, '', '', 0, ?, ?, ?, '', 0, 0)", err);
+    if (!s) return -1;
+    int i = 1;
+    vx_sqlite_bind_text(s, i++, job->id);
+    vx_sqlite_bind_text(s, i++, job->user_id);
+    vx_sqlite_bind_text(s, i++, job->model);
+    sqlite3_bind_int(s, i++, job->max_attempts);
+    sqlite3_bind_int64(s, i++, job->created_at);
+    sqlite3_bind_int64(s, i++, job->created_at);
+    sqlite3_bind_int64(s, i++, job->run_after);
+    sqlite3_bind_int64(s, i++, job->price_per_job);
+    sqlite3_bind_int64(s, i++, job->price_per_second);
+    sqlite3_bind_int64(s, i++, job->held);
+    sqlite3_bind_double(s, i++, job->duration_s);
+    vx_sqlite_bind_text(s, i++, job->params_json);
+    vx_sqlite_bind_text(s, i++, job->input_key);
+    vx_sqlite_bind_text(s, i++, job->input_name);
+    vx_sqlite_bind_text(s, i++, job->input_content_type);
+    sqlite3_bind_int64(s, i++, job->input_bytes);
+    vx_sqlite_bind_text(s, i++, job->input_format);
+    vx_sqlite_bind_text(s, i++, job->webhook_url);
+    vx_sqlite_bind_text(s, i++, job->idempotency_key[0] ? job->idempotency_key : NULL);
+    vx_sqlite_bind_text(s, i++, job->request_hash);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_CONSTRAINT_PRIMARYKEY || r == SQLITE_CONSTRAINT_UNIQUE) {
+        vx_err_set(err, VX_E_CONFLICT, "job_exists", "a job with that id exists");
+        return -1;
+    }
+    if (r == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        vx_err_set(err, VX_E_NOT_FOUND, "user_not_found", "no such user");
+        return -1;
+    }
+    if (r != SQLITE_DONE) {
+        vx_sqlite_fail(c, r, err);
+        return -1;
+    }
+    vx_ledger_entry e;
+    vx_store_hold_entry(&e, job->user_id, job->id, job->held, 0, job->created_at);
+    bool replayed;
+    vx_balance b;
+    if (vx_sqlite_ledger_post(c, &e, &replayed, &b, err) != 0) return -1;
+    return 0;
+}
+
 /* job_submit, and with upload_id also job_submit_upload. */
 static int submit(vx_store *st, const vx_job *job, const char *upload_id, int64_t now, vx_job *existing,
                   vx_err *err) {
@@ -179,53 +228,7 @@ static int submit(vx_store *st, const vx_job *job, const char *upload_id, int64_
         }
     }
     if (upload_id && vx_sqlite_upload_take(c, upload_id, job->user_id, job->id, now, err) != 0) goto out;
-    s = vx_sqlite_stmt(c, SQ_JOB_INSERT, "INSERT INTO jobs (" JOB_COLS ") VALUES ("
-                       "?, ?, ?, 'queued', 0, 0, ?, ?, 0, 0, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL,"
-                       " ?, ?, ?, ?, ?, '', '', 0, ?, ?, ?, '', 0, 0)", err);
-    if (!s) goto out;
-    int i = 1;
-    vx_sqlite_bind_text(s, i++, job->id);
-    vx_sqlite_bind_text(s, i++, job->user_id);
-    vx_sqlite_bind_text(s, i++, job->model);
-    sqlite3_bind_int(s, i++, job->max_attempts);
-    sqlite3_bind_int64(s, i++, job->created_at);
-    sqlite3_bind_int64(s, i++, job->created_at);
-    sqlite3_bind_int64(s, i++, job->run_after);
-    sqlite3_bind_int64(s, i++, job->price_per_job);
-    sqlite3_bind_int64(s, i++, job->price_per_second);
-    sqlite3_bind_int64(s, i++, job->held);
-    sqlite3_bind_double(s, i++, job->duration_s);
-    vx_sqlite_bind_text(s, i++, job->params_json);
-    vx_sqlite_bind_text(s, i++, job->input_key);
-    vx_sqlite_bind_text(s, i++, job->input_name);
-    vx_sqlite_bind_text(s, i++, job->input_content_type);
-    sqlite3_bind_int64(s, i++, job->input_bytes);
-    vx_sqlite_bind_text(s, i++, job->input_format);
-    vx_sqlite_bind_text(s, i++, job->webhook_url);
-    vx_sqlite_bind_text(s, i++, job->idempotency_key[0] ? job->idempotency_key : NULL);
-    vx_sqlite_bind_text(s, i++, job->request_hash);
-    int r = sqlite3_step(s);
-    if (r == SQLITE_CONSTRAINT_PRIMARYKEY || r == SQLITE_CONSTRAINT_UNIQUE) {
-        vx_err_set(err, VX_E_CONFLICT, "job_exists", "a job with that id exists");
-        goto out;
-    }
-    if (r == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        vx_err_set(err, VX_E_NOT_FOUND, "user_not_found", "no such user");
-        goto out;
-    }
-    if (r != SQLITE_DONE) {
-        vx_sqlite_fail(c, r, err);
-        goto out;
-    }
-    vx_ledger_entry e = {.kind = VX_LEDGER_HOLD, .amount = -job->held, .held_delta = job->held,
-                         .created_at = job->created_at};
-    vx_id_new(e.id, "led");
-    snprintf(e.user_id, sizeof e.user_id, "%s", job->user_id);
-    snprintf(e.job_id, sizeof e.job_id, "%s", job->id);
-    snprintf(e.ref, sizeof e.ref, "hold:%s", job->id);
-    bool replayed;
-    vx_balance b;
-    if (vx_sqlite_ledger_post(c, &e, &replayed, &b, err) != 0) goto out;
+    if (vx_sqlite_job_insert(c, job, err) != 0) goto out;
     rc = 0;
 out:
     rc = vx_sqlite_finish(c, rc, err);
@@ -538,8 +541,10 @@ typedef struct reap_item {
     char id[VX_ID_SIZE];
     char user_id[VX_ID_SIZE];
     int64_t held;
+    int64_t charged;            /* streams: what the seconds recorded so far cost */
     int attempts, max_attempts;
     bool cancel_requested;
+    bool stream;                /* a live stream's job: settled, never retried */
     char *error_json;
 } reap_item;
 
@@ -554,7 +559,8 @@ static int reap_collect(vx_sqlite_conn *c, int64_t now, const char *owner_prefix
     *out = NULL;
     *n = 0;
     sqlite3_stmt *s = vx_sqlite_stmt(c, SQ_JOB_REAP_SELECT,
-        "SELECT id, user_id, held, attempts, max_attempts, cancel_requested, error_json FROM jobs"
+        "SELECT id, user_id, held, attempts, max_attempts, cancel_requested, error_json, charged,"
+        " input_format = '" VX_JOB_STREAM_FORMAT "' FROM jobs"
         " WHERE status = 'running' AND (lease_until < ?1"
         "  OR (?2 IS NOT NULL AND substr(lease_owner, 1, length(?2)) = ?2)) ORDER BY id", err);
     if (!s) return -1;
@@ -584,6 +590,8 @@ static int reap_collect(vx_sqlite_conn *c, int64_t now, const char *owner_prefix
         it->max_attempts = sqlite3_column_int(s, 4);
         it->cancel_requested = sqlite3_column_int(s, 5) != 0;
         it->error_json = dup_column(s, 6, &oom);
+        it->charged = sqlite3_column_int64(s, 7);
+        it->stream = sqlite3_column_int(s, 8) != 0;
     }
     sqlite3_reset(s);
     if (oom || (r != SQLITE_DONE && r != SQLITE_ROW)) {
@@ -593,6 +601,19 @@ static int reap_collect(vx_sqlite_conn *c, int64_t now, const char *owner_prefix
     *out = items;
     *n = count;
     return 0;
+}
+
+static int finalize_capture(vx_sqlite_conn *c, const reap_item *it, const char *error_json, int64_t now,
+                            vx_err *err) {
+    sqlite3_stmt *s = vx_sqlite_stmt(c, SQ_JOB_FINISH, SQL_FINISH, err);
+    if (!s) return -1;
+    vx_sqlite_bind_text(s, 1, it->id);
+    vx_sqlite_bind_text(s, 2, vx_job_status_name(VX_JOB_FAILED));
+    sqlite3_bind_int64(s, 3, now);
+    vx_sqlite_bind_text(s, 4, error_json);
+    if (step_done(c, s, err) != 0) return -1;
+    int64_t charged = it->charged < 0 ? 0 : it->charged > it->held ? it->held : it->charged;
+    return settle(c, it->user_id, it->id, VX_LEDGER_CAPTURE, it->held, charged, now, err);
 }
 
 int vx_sqlite_job_reap(vx_store *st, int64_t now, const char *owner_prefix, int64_t backoff_ms,
@@ -612,7 +633,12 @@ int vx_sqlite_job_reap(vx_store *st, int64_t now, const char *owner_prefix, int6
             rc = vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
             break;
         }
-        if (!it->cancel_requested && it->attempts < it->max_attempts) {
+        if (it->stream) {
+            /* The node serving the stream is gone, and with it the audio:
+             * charge the seconds it last recorded, release the rest. */
+            rc = finalize_capture(c, it, errors, now, err);
+            nfail++;
+        } else if (!it->cancel_requested && it->attempts < it->max_attempts) {
             rc = requeue(c, it->id, now + backoff_delay(backoff_ms, it->attempts), errors, now, err);
             nre++;
         } else {

@@ -95,6 +95,16 @@ void vx_store_settle_entry(vx_ledger_entry *e, const char *user_id, const char *
     snprintf(e->ref, sizeof e->ref, "settle:%s", job_id);
 }
 
+void vx_store_hold_entry(vx_ledger_entry *e, const char *user_id, const char *job_id, int64_t amount,
+                         int64_t held_after, int64_t now) {
+    *e = (vx_ledger_entry){.kind = VX_LEDGER_HOLD, .amount = -amount, .held_delta = amount, .created_at = now};
+    vx_id_new(e->id, "led");
+    snprintf(e->user_id, sizeof e->user_id, "%s", user_id);
+    snprintf(e->job_id, sizeof e->job_id, "%s", job_id);
+    if (held_after > 0) snprintf(e->ref, sizeof e->ref, "hold:%s:%lld", job_id, (long long)held_after);
+    else snprintf(e->ref, sizeof e->ref, "hold:%s", job_id);
+}
+
 char *vx_store_errors_append(const char *existing, int attempt, const char *code, const char *message,
                              int64_t now) {
     json_t *arr = existing ? json_loads(existing, 0, NULL) : NULL;

@@ -133,6 +133,10 @@ typedef struct vx_job {
 
 void vx_job_clear(vx_job *job);   /* frees owned strings, leaves the rest */
 
+/* input_format of a live stream's job (GET /v1/stream): it has no input
+ * file; the reaper settles it (capture of `charged`) instead of retrying. */
+#define VX_JOB_STREAM_FORMAT "stream"
+
 /* Filter and page for listings. Results are newest first; `cursor` is the
  * id of the last item of the previous page ("" = from the newest). */
 typedef struct vx_job_filter {
@@ -470,6 +474,25 @@ typedef struct vx_store_ops {
      * between settling a job and storing its event), oldest first. */
     int (*jobs_without_terminal_event)(vx_store *st, int64_t from_ms, int64_t to_ms, int limit,
                                        char (*ids)[VX_ID_SIZE], size_t *n, vx_err *err);
+
+    /* ---- live streams (issue 4). Appended. A stream is a job with
+     * input_format VX_JOB_STREAM_FORMAT, running from its first moment and
+     * settled with job_succeed (attempt 1); if its lease runs out, job_reap
+     * fails it and captures the `charged` last recorded. ---- */
+    /* Inserts *job as running (attempts 1, started_at = created_at,
+     * job->lease_owner until job->lease_until) with its hold entry (ref
+     * "hold:<id>", amount -job->held), atomically. PAYMENT
+     * "insufficient_credits" if the hold does not fit: nothing is written. */
+    int (*stream_open)(vx_store *st, const vx_job *job, vx_err *err);
+    /* While running and leased to owner: records the seconds streamed
+     * (duration_s) and what they cost (charged), extends the lease to now +
+     * lease_ms and, when extra_hold > 0, adds a hold entry (ref
+     * "hold:<id>:<held after>") that raises held. Atomic. PAYMENT
+     * "insufficient_credits" when the extra hold does not fit; INVALID
+     * "charge_exceeds_hold" when charged > held after; CONFLICT "lease_lost"
+     * when not ours; nothing changes on any error. */
+    int (*stream_record)(vx_store *st, const char *id, const char *owner, double seconds, int64_t charged,
+                         int64_t extra_hold, int64_t now, int64_t lease_ms, vx_err *err);
 } vx_store_ops;
 
 struct vx_store {

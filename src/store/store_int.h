@@ -11,6 +11,12 @@
 void vx_store_settle_entry(vx_ledger_entry *e, const char *user_id, const char *job_id, vx_ledger_kind kind,
                            int64_t held, int64_t charged, int64_t now);
 
+/* The hold entry of a job: `amount` more held, fresh id; ref "hold:<job_id>"
+ * for the first (held_after 0), "hold:<job_id>:<held_after>" for a stream's
+ * later holds (unique per total). */
+void vx_store_hold_entry(vx_ledger_entry *e, const char *user_id, const char *job_id, int64_t amount,
+                         int64_t held_after, int64_t now);
+
 /* Returns `existing` (a JSON array text or NULL) with one more
  * {attempt, code, message, at} object, as a new malloc'd string (caller
  * frees); NULL when out of memory. Unreadable history restarts (logged). */

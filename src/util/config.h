@@ -63,6 +63,12 @@ typedef struct vx_config {
     int sweep_interval_s;      /* --sweep-interval, orphan-object sweeps, default 600, 0 = never */
     int sweep_grace_s;         /* --sweep-grace, age before an unreferenced object is removed, default 3600 */
 
+    /* live streams (GET /v1/stream) */
+    int stream_threads;        /* --stream-threads, recognition threads for streams, default 2 */
+    int stream_idle_timeout_s; /* --stream-idle-timeout, close a stream silent this long, default 30 */
+    int stream_hold_s;         /* --stream-hold, seconds of audio held per block of credits, default 30 */
+    int max_streams;           /* --max-streams, concurrent streams per node, default 64 */
+
     char log_level[16];        /* --log-level, default info */
     bool access_log;           /* --no-access-log turns it off */
 } vx_config;

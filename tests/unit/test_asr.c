@@ -267,6 +267,35 @@ static void test_streaming_feed_gives_partials_and_a_final_result(void) {
     vx_asr_model_free(m);
 }
 
+static void test_a_decoders_history_never_changes_what_it_decodes_next(void) {
+    REQUIRE(load_speech());
+    vx_asr_model *m = new_model(1);
+    REQUIRE(m);
+    vx_err err = {0};
+    vx_asr_decoder *d = vx_asr_acquire(m, 0, &err);
+    REQUIRE(d);
+    vx_asr_utterance whole, again, live1, live2;
+    REQUIRE(vx_asr_decode_s16(d, speech, speech_n, 0, &whole, &err) == 0);
+    REQUIRE(feed_live(d, 0, &live1) >= 0); /* live passes adapt the running normalisation */
+    REQUIRE(vx_asr_decode_s16(d, speech, speech_n, 0, &again, &err) == 0);
+    CHECK_EQ_STR(again.text, whole.text);
+    vx_asr_release(d);
+    /* the same decoder for a new user starts over: the same live result */
+    d = vx_asr_acquire(m, 0, &err);
+    REQUIRE(d);
+    REQUIRE(feed_live(d, 0, &live2) >= 0);
+    CHECK_EQ_STR(live2.text, live1.text);
+    vx_asr_pool_stats st;
+    vx_asr_pool_stats_get(m, &st);
+    CHECK_EQ_INT(st.creations, 1);
+    vx_asr_utterance_clear(&whole);
+    vx_asr_utterance_clear(&again);
+    vx_asr_utterance_clear(&live1);
+    vx_asr_utterance_clear(&live2);
+    vx_asr_release(d);
+    vx_asr_model_free(m);
+}
+
 static void test_silence_decodes_to_no_words(void) {
     vx_asr_model *m = new_model(1);
     REQUIRE(m);
@@ -331,6 +360,7 @@ TEST_MAIN(TEST_ENTRY(test_second_acquire_reuses_the_released_decoder),
           TEST_ENTRY(test_two_threads_decode_at_once_with_the_same_result),
           TEST_ENTRY(test_word_times_are_ordered_and_inside_the_utterance),
           TEST_ENTRY(test_streaming_feed_gives_partials_and_a_final_result),
+          TEST_ENTRY(test_a_decoders_history_never_changes_what_it_decodes_next),
           TEST_ENTRY(test_silence_decodes_to_no_words),
           TEST_ENTRY(test_missing_model_files_are_asr_unavailable),
           TEST_ENTRY(test_shared_model_is_loaded_once_and_then_fixed))

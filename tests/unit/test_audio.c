@@ -449,7 +449,45 @@ static void test_format_tables_name_types_and_extensions(void) {
     CHECK_EQ_INT(n, 7);
 }
 
-TEST_MAIN(TEST_ENTRY(test_probe_accepts_every_input_format),
+/* Streaming resampler (live streams): pieces of any size in, the same sound
+ * out at the new rate, nothing lost at the end once drained. */
+static void test_resampler_converts_pieces_and_drains_its_tail(void) {
+    vx_err err = {0};
+    CHECK(vx_resampler_new(16000, 500, &err) == NULL);
+    CHECK_EQ_STR(err.code, "unsupported_sample_rate");
+    vx_resampler *r = vx_resampler_new(22050, 16000, &err);
+    REQUIRE(r);
+    enum { IN = 22050 };
+    static float in[IN], out[IN];
+    for (int i = 0; i < IN; i++) in[i] = (float)(0.5 * sin(2 * M_PI * 440.0 * i / 22050.0));
+    size_t total = 0;
+    static const size_t pieces[] = {1, 7, 2205, 1000, 4096};
+    size_t at = 0;
+    for (int k = 0; at < IN; k++) {
+        size_t n = pieces[k % 5] < IN - at ? pieces[k % 5] : IN - at;
+        const float *o;
+        size_t m;
+        REQUIRE(vx_resampler_run(r, in + at, n, &o, &m, &err) == 0);
+        REQUIRE(total + m <= IN);
+        for (size_t i = 0; i < m; i++) out[total + i] = o[i];
+        total += m;
+        at += n;
+    }
+    const float *o;
+    size_t m;
+    REQUIRE(vx_resampler_run(r, NULL, 0, &o, &m, &err) == 0);
+    for (size_t i = 0; i < m && total + i < IN; i++) out[total + i] = o[i];
+    total += m;
+    CHECK(total >= 15990 && total <= 16010);
+    /* 440 Hz: ~880 zero crossings in the second */
+    int crossings = 0;
+    for (size_t i = 1; i < total && i < IN; i++) crossings += (out[i - 1] < 0) != (out[i] < 0);
+    CHECK(crossings >= 870 && crossings <= 890);
+    vx_resampler_free(r);
+}
+
+TEST_MAIN(TEST_ENTRY(test_resampler_converts_pieces_and_drains_its_tail),
+          TEST_ENTRY(test_probe_accepts_every_input_format),
           TEST_ENTRY(test_probe_decides_format_by_content_not_name),
           TEST_ENTRY(test_probe_rejects_empty_file),
           TEST_ENTRY(test_probe_rejects_text_file_named_wav_as_unsupported),

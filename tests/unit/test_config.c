@@ -362,7 +362,7 @@ static void test_help_lists_every_flag_with_its_variable_and_default(void) {
     f = open_memstream(&text, &len);
     vx_config_print_help(f);
     fclose(f);
-    CHECK_EQ_INT(flags, 40);
+    CHECK_EQ_INT(flags, 44);
     CHECK(strstr(text, "--sync-timeout SECONDS") != NULL);
     vx_config c;
     vx_err err = {0};

@@ -1,7 +1,8 @@
 /* test_queue.c - jobs and the job queue of the store (SQLite, or PostgreSQL
  * with VOXD_TEST_STORE_URL): submit with its
  * hold, idempotency, claim/heartbeat/succeed/fail/release/reap with leases,
- * cancel, listings, the ledger staying consistent under concurrency, and
+ * cancel, listings, the jobs of live streams (open, record, reaped with a
+ * capture), the ledger staying consistent under concurrency, and
  * (PostgreSQL) the cross-process job wake-ups. */
 #include <ftw.h>
 #include <pthread.h>
@@ -717,6 +718,106 @@ static void test_a_job_held_back_at_submit_becomes_claimable_only_when_ready(voi
     teardown();
 }
 
+/* ---- live streams' jobs (issue 4) ---- */
+
+static vx_job stream_job(int seq, int64_t held, const char *owner, int64_t lease_until) {
+    vx_job j = make_job(seq, held, NULL);
+    j.max_attempts = 1;
+    j.input_key[0] = '\0';
+    snprintf(j.input_format, sizeof j.input_format, "%s", VX_JOB_STREAM_FORMAT);
+    snprintf(j.lease_owner, sizeof j.lease_owner, "%s", owner);
+    j.lease_until = lease_until;
+    return j;
+}
+
+static void test_stream_opens_running_with_its_hold_and_records_more_holds(void) {
+    REQUIRE(setup(1000) == 0);
+    vx_err err;
+    vx_job j = stream_job(1, 300, "n1/b/stream", T0 + LEASE);
+    REQUIRE(st->ops->stream_open(st, &j, &err) == 0);
+    vx_job got;
+    REQUIRE(st->ops->job_get(st, j.id, &got, &err) == 0);
+    CHECK_EQ_INT(got.status, VX_JOB_RUNNING);
+    CHECK_EQ_INT(got.attempts, 1);
+    CHECK_EQ_STR(got.lease_owner, "n1/b/stream");
+    CHECK_EQ_INT(got.started_at, j.created_at);
+    vx_job_clear(&got);
+    CHECK_EQ_INT(balance().available, 700);
+    /* more hold, seconds and charge so far */
+    CHECK_EQ_INT(st->ops->stream_record(st, j.id, "n1/b/stream", 12.5, 350, 200, T0 + 5000, LEASE, &err), 0);
+    REQUIRE(st->ops->job_get(st, j.id, &got, &err) == 0);
+    CHECK_EQ_INT(got.held, 500);
+    CHECK_EQ_INT(got.charged, 350);
+    CHECK(got.duration_s == 12.5);
+    CHECK_EQ_INT(got.lease_until, T0 + 5000 + LEASE);
+    vx_job_clear(&got);
+    vx_balance b = balance();
+    CHECK_EQ_INT(b.available, 500);
+    CHECK_EQ_INT(b.held, 500);
+    /* a hold beyond the balance changes nothing */
+    CHECK(st->ops->stream_record(st, j.id, "n1/b/stream", 20, 400, 501, T0 + 6000, LEASE, &err) != 0);
+    CHECK_EQ_STR(err.code, "insufficient_credits");
+    CHECK(st->ops->stream_record(st, j.id, "n1/b/stream", 20, 501, 0, T0 + 6000, LEASE, &err) != 0);
+    CHECK_EQ_STR(err.code, "charge_exceeds_hold");
+    CHECK(st->ops->stream_record(st, j.id, "other", 20, 400, 0, T0 + 6000, LEASE, &err) != 0);
+    CHECK_EQ_STR(err.code, "lease_lost");
+    REQUIRE(st->ops->job_get(st, j.id, &got, &err) == 0);
+    CHECK_EQ_INT(got.held, 500);
+    CHECK(got.duration_s == 12.5);
+    vx_job_clear(&got);
+    /* settled once: capture of the charge, the rest released */
+    vx_job done = {.attempts = 1, .charged = 420, .result_json = "{\"text\":\"hi\"}"};
+    snprintf(done.id, sizeof done.id, "%s", j.id);
+    CHECK_EQ_INT(st->ops->job_succeed(st, &done, "n1/b/stream", T0 + 7000, &err), 0);
+    b = balance();
+    CHECK_EQ_INT(b.available, 580);
+    CHECK_EQ_INT(b.held, 0);
+    CHECK(audit_ok());
+    teardown();
+}
+
+static void test_stream_open_beyond_the_balance_writes_nothing(void) {
+    REQUIRE(setup(100) == 0);
+    vx_err err;
+    vx_job j = stream_job(1, 101, "n1/b/stream", T0 + LEASE);
+    CHECK(st->ops->stream_open(st, &j, &err) != 0);
+    CHECK_EQ_STR(err.code, "insufficient_credits");
+    CHECK(st->ops->job_get(st, j.id, &j, &err) != 0);
+    CHECK_EQ_INT(balance().available, 100);
+    CHECK(audit_ok());
+    teardown();
+}
+
+static void test_reaper_settles_a_lost_stream_with_its_recorded_charge(void) {
+    REQUIRE(setup(1000) == 0);
+    vx_err err;
+    vx_job j = stream_job(1, 300, "n1/b/stream", T0 + LEASE);
+    REQUIRE(st->ops->stream_open(st, &j, &err) == 0);
+    REQUIRE(st->ops->stream_record(st, j.id, "n1/b/stream", 3.0, 120, 0, T0 + 1000, LEASE, &err) == 0);
+    int requeued = -1, failed = -1;
+    /* not expired yet */
+    REQUIRE(st->ops->job_reap(st, T0 + 2000, NULL, 1000, &requeued, &failed, &err) == 0);
+    CHECK_EQ_INT(status_of(j.id), VX_JOB_RUNNING);
+    REQUIRE(st->ops->job_reap(st, T0 + 1000 + LEASE + 1, NULL, 1000, &requeued, &failed, &err) == 0);
+    CHECK_EQ_INT(requeued, 0);
+    CHECK_EQ_INT(failed, 1);
+    vx_job got;
+    REQUIRE(st->ops->job_get(st, j.id, &got, &err) == 0);
+    CHECK_EQ_INT(got.status, VX_JOB_FAILED);
+    CHECK_EQ_INT(got.charged, 120);
+    CHECK(got.error_json && strstr(got.error_json, "lease_expired"));
+    vx_job_clear(&got);
+    vx_balance b = balance();
+    CHECK_EQ_INT(b.available, 880);
+    CHECK_EQ_INT(b.held, 0);
+    CHECK(audit_ok());
+    /* exactly one settlement */
+    REQUIRE(st->ops->job_reap(st, T0 + 10 * LEASE, NULL, 1000, &requeued, &failed, &err) == 0);
+    CHECK_EQ_INT(failed, 0);
+    CHECK_EQ_INT(balance().available, 880);
+    teardown();
+}
+
 TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_submit_beyond_balance_is_refused_without_a_job_row),
           TEST_ENTRY(test_reused_idempotency_key_conflicts_and_returns_the_existing_job),
@@ -732,4 +833,7 @@ TEST_MAIN(TEST_ENTRY(test_submit_places_the_hold_atomically),
           TEST_ENTRY(test_concurrent_submits_beyond_credit_accept_exactly_what_fits),
           TEST_ENTRY(test_concurrent_submits_with_one_idempotency_key_create_one_job),
           TEST_ENTRY(test_job_listener_wakes_on_another_handles_submit_and_at_a_retrys_due_time),
-          TEST_ENTRY(test_a_job_held_back_at_submit_becomes_claimable_only_when_ready))
+          TEST_ENTRY(test_a_job_held_back_at_submit_becomes_claimable_only_when_ready),
+          TEST_ENTRY(test_stream_opens_running_with_its_hold_and_records_more_holds),
+          TEST_ENTRY(test_stream_open_beyond_the_balance_writes_nothing),
+          TEST_ENTRY(test_reaper_settles_a_lost_stream_with_its_recorded_charge))
