@@ -1,6 +1,6 @@
 """test_stream.py - GET /v1/stream (docs/streaming.md): speech synthesized
 here with espeak-ng streamed in 100 ms frames gives the batch job's
-transcript, with partials on the way; segment and enhance streams; every
+transcript (and the OpenAI-compatible endpoint's), with partials on the way; segment and enhance streams; every
 protocol error with its error frame and close code; billing: one capture per
 stream for the seconds streamed, also when credits run out, the client just
 drops the connection, or the node dies mid-stream; keepalive and idle
@@ -16,6 +16,7 @@ import websockets
 
 from helpers import (assert_books, assert_error, expect, job_entries, kinds, ledger, make_user, micro, submit,
                      wait_job)
+from test_openai import transcribe as openai_transcribe
 
 SENTENCES = [
     "one two three four five six seven eight nine ten",
@@ -121,6 +122,11 @@ def test_stream_transcript_matches_the_batch_job_with_partials_and_one_capture(s
     # same samples, same utterance cuts, each decoded whole: the same words
     assert words(streamed) == words(batch), (batch, streamed)
     assert len(words(streamed)) >= 20
+    # and the OpenAI-compatible endpoint, as openai-python sends it: the third transcript
+    oa = openai_transcribe(server, user.key, [("model", "whisper-1"), ("response_format", "json")],
+                           ("speech16.wav", wav16, "audio/x-wav"))
+    assert oa.status == 200, oa.body[:300]
+    assert words(oa.json()["text"]) == words(batch), (batch, oa.json()["text"])
 
     # history and books: one stream job, charged for the seconds streamed
     sj = stream_job(user, final["job_id"])
