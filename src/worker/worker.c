@@ -298,19 +298,25 @@ static void *keeper_main(void *arg) {
                 if (interrupting) atomic_store(&s->cancel, true);
                 bool cancel_requested = false;
                 vx_err err = {0};
-                if (app->store->ops->job_heartbeat(app->store, id, s->name, attempt, vx_now_ms(),
-                                                   (int64_t)app->cfg->lease_s * 1000, progress,
-                                                   &cancel_requested, &err) != 0) {
-                    if (err.status == VX_E_CONFLICT) {
-                        atomic_store(&s->lease_lost, true);
-                        atomic_store(&s->cancel, true);
-                    } else {
-                        vx_warn("heartbeat %s: %s", id, err.message);
-                    }
-                } else if (cancel_requested) {
-                    atomic_store(&s->user_canceled, true);
+                int beat = app->store->ops->job_heartbeat(app->store, id, s->name, attempt, vx_now_ms(),
+                                                          (int64_t)app->cfg->lease_s * 1000, progress,
+                                                          &cancel_requested, &err);
+                if (beat != 0 && err.status != VX_E_CONFLICT) {
+                    vx_warn("heartbeat %s: %s", id, err.message);
+                    continue;
+                }
+                if (beat == 0 && !cancel_requested) continue;
+                /* The answer is about `id`'s attempt only: the slot may have
+                 * finished it meanwhile (a heartbeat racing the finish gets
+                 * CONFLICT) and be running its next job, which it must not
+                 * abandon. The worker resets these flags under this mutex
+                 * when it takes a job, so the check and the set are one. */
+                pthread_mutex_lock(&s->mu);
+                if (s->busy && s->attempt == attempt && strcmp(s->job_id, id) == 0) {
+                    atomic_store(beat != 0 ? &s->lease_lost : &s->user_canceled, true);
                     atomic_store(&s->cancel, true);
                 }
+                pthread_mutex_unlock(&s->mu);
             }
         }
         if (!atomic_load(&w->stopping) && now - last_reap >= 1000) {

@@ -1,8 +1,10 @@
 /* test_jobs.c - core/jobs.c and worker/worker.c against a real SQLite store,
  * a filesystem blob store and real audio: pricing, submission checks (nothing
- * stored or charged on refusal), idempotency, cancel, and the worker pool
- * running a job to success with the hold captured exactly once. */
+ * stored or charged on refusal), idempotency, cancel, the worker pool
+ * running a job to success with the hold captured exactly once, and a late
+ * heartbeat answer that must not touch the worker's next job. */
 #include <dirent.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -359,6 +361,91 @@ static void test_a_job_whose_input_vanished_fails_and_releases_after_retries(voi
     teardown(&fx);
 }
 
+/* Interleaving for the next test, driven by wrapped store/blob hooks (the
+ * worker thread fetches inputs, the keeper thread heartbeats): the keeper's
+ * heartbeat of the first job is held until the worker has finished that job
+ * and begun fetching the second, so its answer (CONFLICT: the job is no
+ * longer running) arrives while the slot runs the second job; the second
+ * fetch is held until the keeper has moved on to heartbeat the second job. */
+static struct {
+    const vx_store_ops *store_ops;
+    const vx_blob_ops *blob_ops;
+    char first_id[VX_ID_SIZE];
+    atomic_int fetches;
+    atomic_bool first_beat, second_fetch, second_beat, first_beat_conflict;
+} race;
+
+static void await_flag(atomic_bool *flag) {
+    for (int i = 0; i < 2000 && !atomic_load(flag); i++) usleep(5 * 1000);
+}
+
+static int racing_heartbeat(vx_store *st, const char *id, const char *worker, int attempt, int64_t now,
+                            int64_t lease_ms, double progress, bool *cancel_requested, vx_err *err) {
+    if (!atomic_load(&race.first_beat)) {
+        snprintf(race.first_id, sizeof race.first_id, "%s", id);
+        atomic_store(&race.first_beat, true);
+        await_flag(&race.second_fetch);
+        int rc = race.store_ops->job_heartbeat(st, id, worker, attempt, vx_now_ms(), lease_ms, progress,
+                                               cancel_requested, err);
+        atomic_store(&race.first_beat_conflict, rc != 0 && err->status == VX_E_CONFLICT);
+        return rc;
+    }
+    if (strcmp(id, race.first_id) != 0) atomic_store(&race.second_beat, true);
+    return race.store_ops->job_heartbeat(st, id, worker, attempt, now, lease_ms, progress, cancel_requested, err);
+}
+
+static int racing_fetch(vx_blob *b, const char *key, const char *tmp_dir, char *path_out, size_t cap,
+                        bool *is_temp, vx_err *err) {
+    int n = atomic_fetch_add(&race.fetches, 1) + 1;
+    if (n == 1) {
+        await_flag(&race.first_beat);
+    } else if (n == 2) {
+        atomic_store(&race.second_fetch, true);
+        await_flag(&race.second_beat);
+    }
+    return race.blob_ops->fetch_local(b, key, tmp_dir, path_out, cap, is_temp, err);
+}
+
+static void test_a_late_lease_lost_answer_for_a_finished_job_spares_the_next_job(void) {
+    fixture fx;
+    REQUIRE(setup(&fx, 10 * 1000000) == 0);
+    fx.cfg.lease_s = 600; /* a wrongly abandoned job would stay running for the whole test */
+    vx_job jobs[2], done = {0};
+    memset(jobs, 0, sizeof jobs);
+    vx_err err = {0};
+    bool replayed;
+    for (int i = 0; i < 2; i++) {
+        char path[256];
+        spool(&fx, path, sizeof path, 1.0);
+        vx_job_submission s = submission(path, NULL, NULL);
+        REQUIRE(vx_jobs_submit(&fx.app, &fx.alice, &s, &jobs[i], &replayed, &err) == 0);
+    }
+    memset(&race, 0, sizeof race);
+    race.store_ops = fx.app.store->ops;
+    race.blob_ops = fx.app.blob->ops;
+    vx_store_ops store_ops = *race.store_ops;
+    vx_blob_ops blob_ops = *race.blob_ops;
+    store_ops.job_heartbeat = racing_heartbeat;
+    blob_ops.fetch_local = racing_fetch;
+    fx.app.store->ops = &store_ops;
+    fx.app.blob->ops = &blob_ops;
+    vx_workers *w = vx_workers_start(&fx.app, 1, &err);
+    REQUIRE(w != NULL);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(wait_terminal(&fx, jobs[i].id, &done), 0);
+        CHECK_EQ_INT(done.status, VX_JOB_SUCCEEDED);
+        CHECK_EQ_INT(done.attempts, 1);
+    }
+    CHECK(atomic_load(&race.first_beat_conflict)); /* the interleaving did happen */
+    CHECK(atomic_load(&race.second_beat));
+    CHECK(audit_ok(&fx));
+    vx_workers_stop(w, 1000);
+    fx.app.store->ops = race.store_ops;
+    fx.app.blob->ops = race.blob_ops;
+    vx_job_clear(&jobs[0]), vx_job_clear(&jobs[1]), vx_job_clear(&done);
+    teardown(&fx);
+}
+
 TEST_MAIN(TEST_ENTRY(test_price_is_per_job_plus_rounded_up_seconds),
           TEST_ENTRY(test_filenames_with_paths_or_controls_are_refused),
           TEST_ENTRY(test_submit_places_the_hold_and_queues_the_job),
@@ -367,4 +454,5 @@ TEST_MAIN(TEST_ENTRY(test_price_is_per_job_plus_rounded_up_seconds),
           TEST_ENTRY(test_same_idempotency_key_replays_and_different_request_conflicts),
           TEST_ENTRY(test_other_users_jobs_are_not_found), TEST_ENTRY(test_cancel_of_a_queued_job_releases_its_hold),
           TEST_ENTRY(test_workers_run_a_job_to_success_and_capture_once),
-          TEST_ENTRY(test_a_job_whose_input_vanished_fails_and_releases_after_retries))
+          TEST_ENTRY(test_a_job_whose_input_vanished_fails_and_releases_after_retries),
+          TEST_ENTRY(test_a_late_lease_lost_answer_for_a_finished_job_spares_the_next_job))
