@@ -363,15 +363,20 @@ static void service(vx_ws *ws, bool readable) {
         pthread_mutex_unlock(&ws->mu);
     }
 
-    if (closing && !ws->close_queued && !ws->peer_gone &&
-        (close_now || wslay_event_get_queued_msg_count(ws->ctx) == 0)) {
-        ws->close_queued = true;
-        if (!wslay_event_get_close_received(ws->ctx)) ws->server_initiated = true;
-        wslay_event_queue_close(ws->ctx, (uint16_t)close_code, (const uint8_t *)close_reason,
-                                strlen(close_reason));
-        ws->close_deadline_ns = vx_stream_now_ns() + WS_CLOSE_WAIT_NS;
+    /* Twice: a close asked for while messages were still queued goes out
+     * once this turn's send has flushed them (no later wake would come). */
+    for (int round = 0; round < 2; round++) {
+        if (closing && !ws->close_queued && !ws->peer_gone &&
+            (close_now || wslay_event_get_queued_msg_count(ws->ctx) == 0)) {
+            ws->close_queued = true;
+            if (!wslay_event_get_close_received(ws->ctx)) ws->server_initiated = true;
+            wslay_event_queue_close(ws->ctx, (uint16_t)close_code, (const uint8_t *)close_reason,
+                                    strlen(close_reason));
+            ws->close_deadline_ns = vx_stream_now_ns() + WS_CLOSE_WAIT_NS;
+        }
+        if (!ws->peer_gone && wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0)
+            ws->peer_gone = true;
     }
-    if (!ws->peer_gone && wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) ws->peer_gone = true;
 
     bool sent = wslay_event_get_close_sent(ws->ctx), received = wslay_event_get_close_received(ws->ctx);
     if (ws->peer_gone || (sent && (received || !wslay_event_want_read(ws->ctx)))) {

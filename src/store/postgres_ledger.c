@@ -148,8 +148,10 @@ static int ledger_list_body(vx_pg_conn *c, void *arg, vx_err *err) {
     vx_pg_i64(&p, a->limit);
     PGresult *r = vx_pg_exec(c, PG_LEDGER_LIST,
         "SELECT id, user_id, kind, amount, held_delta, charged, job_id, ref, note, actor_id,"
-        " created_at, balance_after FROM ledger WHERE user_id = $1 AND id < $2"
-        " ORDER BY id DESC LIMIT $3::integer", &p, err);
+        " created_at, balance_after FROM ledger WHERE user_id = $1"
+        " AND seq < COALESCE((SELECT seq FROM ledger WHERE id = $2 AND user_id = $1),"
+        " CASE WHEN $2 = '" VX_PG_CURSOR_TOP "' THEN 9223372036854775807 ELSE 0 END)"
+        " ORDER BY seq DESC LIMIT $3::integer", &p, err);
     if (!r) return -1;
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {

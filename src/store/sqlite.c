@@ -533,8 +533,10 @@ static int sq_ledger_list(vx_store *st, const char *user_id, const char *cursor,
     size_t count = 0;
     sqlite3_stmt *s = vx_sqlite_stmt(c, SQ_LEDGER_LIST,
         "SELECT id, user_id, kind, amount, held_delta, charged, job_id, ref, note, actor_id,"
-        " created_at, balance_after FROM ledger WHERE user_id = ? AND id < ?"
-        " ORDER BY id DESC LIMIT ?", err);
+        " created_at, balance_after FROM ledger WHERE user_id = ?1 AND rowid <"
+        " COALESCE((SELECT rowid FROM ledger WHERE id = ?2 AND user_id = ?1),"
+        " CASE WHEN ?2 = '" VX_SQLITE_CURSOR_TOP "' THEN 9223372036854775807 ELSE 0 END)"
+        " ORDER BY rowid DESC LIMIT ?3", err);
     if (!s) goto out;
     vx_sqlite_bind_text(s, 1, user_id);
     vx_sqlite_bind_text(s, 2, cursor && *cursor ? cursor : VX_SQLITE_CURSOR_TOP);

@@ -247,6 +247,40 @@ static void test_ledger_lists_newest_first_with_balance_after_and_pages(void) {
     teardown();
 }
 
+/* Another process's clock or id counter may give a later entry a smaller
+ * id; listings follow the order the entries were written in. */
+static void test_ledger_lists_in_write_order_even_when_ids_are_not(void) {
+    REQUIRE(setup() == 0);
+    vx_err err;
+    bool rep;
+    vx_balance b;
+    static const char *const ids[] = {"led_3", "led_1", "led_2"}; /* written in this order */
+    for (int i = 0; i < 3; i++) {
+        vx_ledger_entry e = {.kind = VX_LEDGER_TOP_UP, .amount = 10, .created_at = vx_now_ms()};
+        snprintf(e.id, sizeof e.id, "%s", ids[i]);
+        snprintf(e.user_id, sizeof e.user_id, "%s", user.id);
+        snprintf(e.ref, sizeof e.ref, "w%d", i);
+        REQUIRE(st->ops->ledger_apply(st, &e, &rep, &b, &err) == 0);
+    }
+    vx_ledger_entry *e = NULL;
+    size_t n = 0;
+    REQUIRE(st->ops->ledger_list(st, user.id, NULL, 2, &e, &n, &err) == 0);
+    REQUIRE(n == 2);
+    CHECK_EQ_STR(e[0].id, "led_2");
+    CHECK_EQ_INT(e[0].balance_after, 30);
+    CHECK_EQ_STR(e[1].id, "led_1");
+    CHECK_EQ_INT(e[1].balance_after, 20);
+    char cursor[VX_ID_SIZE];
+    snprintf(cursor, sizeof cursor, "%s", e[1].id);
+    free(e);
+    REQUIRE(st->ops->ledger_list(st, user.id, cursor, 2, &e, &n, &err) == 0);
+    REQUIRE(n == 1);
+    CHECK_EQ_STR(e[0].id, "led_3");
+    CHECK_EQ_INT(e[0].balance_after, 10);
+    free(e);
+    teardown();
+}
+
 /* The CHECKs and triggers hold even against a buggy caller with raw SQL. */
 static void test_database_itself_forbids_negative_balance_and_ledger_edits(void) {
     REQUIRE(setup() == 0);
@@ -295,4 +329,5 @@ TEST_MAIN(TEST_ENTRY(test_grant_top_up_adjust_refund_add_up),
           TEST_ENTRY(test_reused_ref_with_another_amount_or_kind_conflicts),
           TEST_ENTRY(test_invalid_entries_are_refused),
           TEST_ENTRY(test_ledger_lists_newest_first_with_balance_after_and_pages),
+          TEST_ENTRY(test_ledger_lists_in_write_order_even_when_ids_are_not),
           TEST_ENTRY(test_database_itself_forbids_negative_balance_and_ledger_edits))
