@@ -311,29 +311,37 @@ static uint64_t min_nonzero(uint64_t a, uint64_t b) { return !a ? b : (!b || a <
  * asked, writes what it can, then updates epoll interest and the deadline. */
 /* Moves the sends of other threads into wslay (dropped if a close without
  * flush was asked for). */
-static void take_outbox(vx_ws *ws) {
+/* What the app asked for, read in the same lock hold that takes the
+ * outbox: a close seen here never overtakes a message sent before it. */
+typedef struct ws_wants {
+    bool closing, close_now, pause;
+    int close_code;
+    char close_reason[124];
+} ws_wants;
+
+static void take_outbox(vx_ws *ws, ws_wants *w) {
     pthread_mutex_lock(&ws->mu);
     ws_msg *batch = ws->out_head;
     ws->out_head = ws->out_tail = NULL;
     ws->out_bytes = 0;
-    bool close_now = ws->close_now;
+    w->closing = ws->closing;
+    w->close_now = ws->close_now;
+    w->pause = ws->want_pause;
+    w->close_code = ws->close_code;
+    memcpy(w->close_reason, ws->close_reason, sizeof w->close_reason);
     pthread_mutex_unlock(&ws->mu);
     for (ws_msg *m = batch; m; m = m->next) {
         struct wslay_event_msg msg = {.opcode = m->opcode, .msg = m->data, .msg_length = m->len};
-        if (!close_now) wslay_event_queue_msg(ws->ctx, &msg);
+        if (!w->close_now) wslay_event_queue_msg(ws->ctx, &msg);
     }
     free_msgs(batch);
 }
 
 static void service(vx_ws *ws, bool readable) {
     if (ws->st != WS_OPEN) return;
-    take_outbox(ws);
-    pthread_mutex_lock(&ws->mu);
-    bool closing = ws->closing, close_now = ws->close_now, want_pause = ws->want_pause;
-    int close_code = ws->close_code;
-    char close_reason[124];
-    memcpy(close_reason, ws->close_reason, sizeof close_reason);
-    pthread_mutex_unlock(&ws->mu);
+    ws_wants w;
+    take_outbox(ws, &w);
+    bool want_pause = w.pause;
 
     if (ws->paused && !want_pause) {
         ws->paused = false;
@@ -354,24 +362,18 @@ static void service(vx_ws *ws, bool readable) {
         if (wslay_event_recv(ws->ctx) != 0) ws->peer_gone = true;
         if (!wslay_event_get_close_received(ws->ctx) && !wslay_event_want_read(ws->ctx) && !ws->peer_gone)
             ws->server_initiated = true;  /* wslay refused the input (1002/1007/1009) */
-        take_outbox(ws);  /* what the handlers just sent goes before any close */
-        pthread_mutex_lock(&ws->mu);
-        closing = ws->closing;
-        close_now = ws->close_now;
-        close_code = ws->close_code;
-        memcpy(close_reason, ws->close_reason, sizeof close_reason);
-        pthread_mutex_unlock(&ws->mu);
+        take_outbox(ws, &w);  /* what the handlers just sent goes before any close */
     }
 
     /* Twice: a close asked for while messages were still queued goes out
      * once this turn's send has flushed them (no later wake would come). */
     for (int round = 0; round < 2; round++) {
-        if (closing && !ws->close_queued && !ws->peer_gone &&
-            (close_now || wslay_event_get_queued_msg_count(ws->ctx) == 0)) {
+        if (w.closing && !ws->close_queued && !ws->peer_gone &&
+            (w.close_now || wslay_event_get_queued_msg_count(ws->ctx) == 0)) {
             ws->close_queued = true;
             if (!wslay_event_get_close_received(ws->ctx)) ws->server_initiated = true;
-            wslay_event_queue_close(ws->ctx, (uint16_t)close_code, (const uint8_t *)close_reason,
-                                    strlen(close_reason));
+            wslay_event_queue_close(ws->ctx, (uint16_t)w.close_code, (const uint8_t *)w.close_reason,
+                                    strlen(w.close_reason));
             ws->close_deadline_ns = vx_stream_now_ns() + WS_CLOSE_WAIT_NS;
         }
         if (!ws->peer_gone && wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0)
@@ -408,7 +410,7 @@ static void service(vx_ws *ws, bool readable) {
     if (!ws->paused) {
         if (ws->ping_ns) deadline = min_nonzero(deadline, ws->last_ping_ns + ws->ping_ns);
         if (ws->ping_ns) deadline = min_nonzero(deadline, ws->last_rx_ns + 2 * ws->ping_ns);
-        if (ws->idle_ns && !closing) deadline = min_nonzero(deadline, ws->last_msg_ns + ws->idle_ns);
+        if (ws->idle_ns && !w.closing) deadline = min_nonzero(deadline, ws->last_msg_ns + ws->idle_ns);
     }
     vx_stream_set_deadline(&ws->item, deadline);
 }
