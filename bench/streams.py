@@ -3,24 +3,28 @@
 machine keeps up with. For each N, N concurrent streams send speech
 synthesized with espeak-ng at real-time pace in 100 ms frames; a stream
 keeps up when every reply comes less than 1 s after the audio it covers was
-"captured" (lag = reply time - (start + seconds replied to)); the whole-
-utterance decode at each utterance end delays that stream's next replies
-once, so the count with a 95th-percentile lag under 1 s is printed too.
-Prints per N: streams keeping up, p50/max lag, end-to-end latency of the final result
-(eof sent -> final received), and the latency of REST calls
-(GET /v1/balance, 20 per second) made meanwhile. Then the server memory per
+"captured" (lag = reply time - (start + seconds replied to)); the count with
+a 95th-percentile lag under 1 s is printed too. Prints per N: streams
+keeping up, p50/max lag, the latency of utterance results (result received
+- capture time of the utterance's end: includes the ~0.45 s pause that ends
+an utterance and its whole-utterance decode), of the final message (eof
+sent -> final received), and of REST calls (GET /v1/balance, 20 per second)
+made meanwhile. Then the server memory per
 idle stream connection (connected and configured, no audio: no decoder is
 held). Prints figures; asserts nothing.
 
+Streams start within one frame of each other (their utterances end at the
+same moments: the worst case for the decode queue) unless --stagger S
+spreads their starts over S seconds.
+
 usage: bench/streams.py [--streams 1,2,4,8] [--seconds 30] [--stream-threads 2]
-                        [--idle 500] [--partial | --no-partial]
+                        [--idle 500] [--partial | --no-partial] [--stagger S]
 (binary: $VOXD_BIN, default build/voxd)"""
 import argparse
 import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,9 +66,10 @@ def speech(work, seconds):
 
 
 async def one_stream(url, pcm, partial, delay):
-    """Returns (max lag, list of lags, final latency, error or None)."""
+    """Returns (max lag, list of lags, final latency, error or None,
+    utterance result latencies)."""
     await asyncio.sleep(delay)
-    lags = []
+    lags, utterances = [], []
     final_latency, error = None, None
     async with websockets.connect(url, max_size=2 ** 22, close_timeout=5) as c:
         await c.send(json.dumps({"config": {"sample_rate": RATE, "partial": partial}}))
@@ -79,6 +84,8 @@ async def one_stream(url, pcm, partial, delay):
                     msg = json.loads(m)
                     if "seconds" in msg:
                         lags.append(now - (t0 + msg["seconds"]))
+                    if "text" in msg and "end" in msg:
+                        utterances.append(now - (t0 + msg["end"]))
                     if msg.get("final"):
                         done.set_result(now - eof_at[0])
                     if "error" in msg:
@@ -102,7 +109,7 @@ async def one_stream(url, pcm, partial, delay):
         except Exception as e:  # noqa: BLE001 - reported, not raised
             error = str(e) or type(e).__name__
         await task
-    return (max(lags) if lags else float("inf")), lags, final_latency, error
+    return (max(lags) if lags else float("inf")), lags, final_latency, error, utterances
 
 
 def rest_prober(api, stop, out):
@@ -133,14 +140,15 @@ def warm_up(srv, user, pcm, n):
     asyncio.run(all_of_them())
 
 
-def run_n(srv, user, pcm, n, partial):
+def run_n(srv, user, pcm, n, partial, stagger):
     url = "ws://" + srv.url[len("http://"):] + "/v1/stream?api_key=" + user.key
     stop, rest = threading.Event(), []
     prober = threading.Thread(target=rest_prober, args=(user.api.clone(), stop, rest))
     prober.start()
 
     async def all_streams():
-        return await asyncio.gather(*[one_stream(url, pcm, partial, FRAME_S * i / max(n, 1)) for i in range(n)],
+        spread = stagger if stagger > 0 else FRAME_S
+        return await asyncio.gather(*[one_stream(url, pcm, partial, spread * i / max(n, 1)) for i in range(n)],
                                     return_exceptions=True)
     try:
         results = asyncio.run(all_streams())
@@ -153,8 +161,10 @@ def run_n(srv, user, pcm, n, partial):
     steady = sum(1 for r in ok if pct(r[1], 95) < 1.0)
     lags = [lag for r in ok for lag in r[1]]
     finals = [r[2] for r in ok]
-    print("%4d  %6d/%-4d %6d/%-4d %8.3f %8.3f %9.3f %9.3f %9.1f %9.1f  %s" % (
-        n, keeping, n, steady, n, pct(lags, 50), max(lags) if lags else float("nan"), pct(finals, 50),
+    utts = [u for r in ok for u in r[4]]
+    print("%4d  %6d/%-4d %6d/%-4d %8.3f %8.3f %8.3f %8.3f %9.3f %9.3f %9.1f %9.1f  %s" % (
+        n, keeping, n, steady, n, pct(lags, 50), max(lags) if lags else float("nan"), pct(utts, 50),
+        max(utts) if utts else float("nan"), pct(finals, 50),
         max(finals) if finals else float("nan"), pct(rest, 50) * 1000, pct(rest, 99) * 1000,
         ("errors: %s" % ", ".join(errors)) if errors else ""), flush=True)
 
@@ -187,11 +197,13 @@ def main():
     ap.add_argument("--idle", type=int, default=500, help="idle connections for the memory figure (0: skip)")
     ap.add_argument("--partial", dest="partial", action="store_true", default=True)
     ap.add_argument("--no-partial", dest="partial", action="store_false")
+    ap.add_argument("--stagger", type=float, default=0.0, help="spread the stream starts over this many seconds")
     args = ap.parse_args()
     ns = [int(x) for x in args.streams.split(",") if x.strip()]
 
     work = tempfile.mkdtemp(prefix="voxd-bench-streams.")
-    flags = ["--signup-grant", "100000", "--no-access-log", "--asr-decoders", str(max(ns) + 1),
+    # a decoder per stream with partials, and two for the background decodes
+    flags = ["--signup-grant", "100000", "--no-access-log", "--asr-decoders", str(max(ns) + 2),
              "--stream-threads", str(args.stream_threads), "--max-streams", str(max(max(ns), args.idle) + 8),
              "--max-connections", str(args.idle + 256)]
     srv = helpers.Server(os.path.join(work, "data"), flags)
@@ -200,12 +212,14 @@ def main():
         user = helpers.make_user(srv)
         pcm = speech(work, args.seconds)
         print("voxd %s, nproc %d, %.0f s of speech per stream in 100 ms frames at real-time pace, "
-              "--stream-threads %d, partials %s" % (helpers.voxd_bin(), os.cpu_count(), len(pcm) / 2 / RATE,
-                                                     args.stream_threads, "on" if args.partial else "off"))
+              "--stream-threads %d, partials %s, starts spread over %.1f s" % (
+                  helpers.voxd_bin(), os.cpu_count(), len(pcm) / 2 / RATE, args.stream_threads,
+                  "on" if args.partial else "off", args.stagger if args.stagger > 0 else FRAME_S))
         warm_up(srv, user, pcm, max(ns))
-        print("   N  max lag<1s  p95 lag<1s  lag p50  lag max  final p50  final max  REST p50  REST p99 (ms)")
+        print("   N  max lag<1s  p95 lag<1s  lag p50  lag max  utt p50  utt max  final p50  final max"
+              "  REST p50  REST p99 (ms)")
         for n in ns:
-            run_n(srv, user, pcm, n, args.partial)
+            run_n(srv, user, pcm, n, args.partial, args.stagger)
         if args.idle > 0:
             idle_bytes(srv, user, args.idle)
     finally:

@@ -25,7 +25,7 @@
 #define BATCH 8
 #define TICK_MS 1000
 
-typedef enum task_kind { TASK_TEXT, TASK_AUDIO, TASK_TICK, TASK_GONE } task_kind;
+typedef enum task_kind { TASK_TEXT, TASK_AUDIO, TASK_TICK, TASK_POLL, TASK_GONE } task_kind;
 
 typedef struct task {
     struct task *next;
@@ -45,10 +45,15 @@ typedef struct conn {
     bool scheduled;           /* in the run queue or being worked on */
     bool paused;
     bool tick_queued;
+    bool poll_queued;
     struct conn *run_next;
     struct conn *prev, *next; /* every live connection */
     /* worker-only */
     bool finished;            /* the session ended and the close was sent */
+    bool ending;              /* the session's end waits for background decodes */
+    bool gone;                /* the transport closed (on_close came) */
+    bool end_error;           /* when the end completes: send end_err, not "eof" */
+    vx_err end_err;
 } conn;
 
 struct vx_streams {
@@ -131,7 +136,43 @@ static void sink_binary(void *user, const void *data, size_t len) {
     vx_ws_send_binary(c->ws, data, len);
 }
 
+/* Background work of the session finished (any thread): queue a poll. The
+ * session cancels its background work before it is freed, and the
+ * connection outlives the session, so c is alive here. */
+static void sink_wake(void *user) {
+    conn *c = user;
+    vx_streams *p = c->pool;
+    pthread_mutex_lock(&p->mu);
+    task *t = c->poll_queued ? NULL : malloc(sizeof *t);
+    if (t) {
+        *t = (task){.kind = TASK_POLL};
+        *c->tail = t;
+        c->tail = &t->next;
+        c->poll_queued = true;
+        schedule_locked(p, c);
+    } else if (!c->poll_queued) {
+        vx_error("stream %s: cannot queue its results (out of memory); they follow with the next frame",
+                 c->ws ? vx_ws_id(c->ws) : "?");
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* ---- worker side ---- */
+
+/* The session has ended: the error frame (if it ended on one) and the
+ * close go out after everything it sent. */
+static void closing(conn *c) {
+    c->ending = false;
+    c->finished = true;
+    if (!c->end_error) {
+        vx_ws_close(c->ws, VX_WS_NORMAL, "eof");
+        return;
+    }
+    const vx_err *err = &c->end_err;
+    json_t *m = json_pack("{s:{s:s, s:s}}", "error", "code", err->code, "message", err->message);
+    if (m) vx_ws_send_json(c->ws, m);
+    vx_ws_close(c->ws, vx_stream_close_code(err->code), err->code);
+}
 
 /* Ends the stream with an error frame and its close code. Credits running
  * out still deliver what was paid for (final results) first. */
@@ -139,12 +180,13 @@ static void fail(conn *c, const vx_err *err) {
     bool paid_up = strcmp(err->code, "insufficient_credits") == 0;
     char reason[96];
     snprintf(reason, sizeof reason, "%s", err->code);
+    c->end_error = true;
+    c->end_err = *err;
     vx_err e2 = {0};
-    vx_stream_session_end(c->session, paid_up && vx_stream_session_started(c->session), reason, &e2);
-    json_t *m = json_pack("{s:{s:s, s:s}}", "error", "code", err->code, "message", err->message);
-    if (m) vx_ws_send_json(c->ws, m);
-    vx_ws_close(c->ws, vx_stream_close_code(err->code), err->code);
-    c->finished = true;
+    if (vx_stream_session_end(c->session, paid_up && vx_stream_session_started(c->session), reason, &e2) == 1)
+        c->ending = true; /* closing() follows the poll that completes it */
+    else
+        closing(c);
 }
 
 static void handle_text(conn *c, const task *t) {
@@ -158,12 +200,10 @@ static void handle_text(conn *c, const task *t) {
     if (kind == VX_STREAM_MSG_CONFIG) {
         if (vx_stream_session_configure(c->session, &cfg, &err) != 0) fail(c, &err);
     } else if (kind == VX_STREAM_MSG_EOF) {
-        if (vx_stream_session_end(c->session, true, "eof", &err) != 0) {
-            fail(c, &err);
-            return;
-        }
-        vx_ws_close(c->ws, VX_WS_NORMAL, "eof");
-        c->finished = true;
+        int rc = vx_stream_session_end(c->session, true, "eof", &err);
+        if (rc < 0) fail(c, &err);
+        else if (rc == 1) c->ending = true; /* the final follows from a poll */
+        else closing(c);
     } else if (vx_stream_session_tick(c->session, &err) != 0) {
         fail(c, &err);
     }
@@ -172,16 +212,26 @@ static void handle_text(conn *c, const task *t) {
 static void handle(conn *c, const task *t) {
     vx_err err = {0};
     if (t->kind == TASK_GONE) {
+        c->gone = true;
         if (!c->finished) {
             /* The client left without eof (or the server is stopping):
-             * settle what was streamed, nobody to tell. */
+             * settle what was streamed, nobody to tell. An end under way
+             * goes on muted; the connection lives until it completes. */
             char reason[48];
             snprintf(reason, sizeof reason, t->code == VX_WS_GOING_AWAY ? "closed_idle_or_shutdown" : "client_closed");
-            vx_stream_session_end(c->session, false, reason, &err);
+            if (vx_stream_session_end(c->session, false, reason, &err) == 1) c->ending = true;
+            else c->ending = false;
         }
         return;
     }
-    if (c->finished) return;
+    if (t->kind == TASK_POLL) {
+        if (c->finished) return;
+        int rc = vx_stream_session_poll(c->session, &err);
+        if (rc < 0) fail(c, &err);
+        else if (rc == 1) closing(c);
+        return;
+    }
+    if (c->finished || c->ending) return; /* nothing the client sends matters any more */
     if (t->kind == TASK_TEXT) handle_text(c, t);
     else if (t->kind == TASK_AUDIO && vx_stream_session_audio(c->session, t->data, t->len, &err) != 0) fail(c, &err);
     else if (t->kind == TASK_TICK && vx_stream_session_tick(c->session, &err) != 0) fail(c, &err);
@@ -231,25 +281,28 @@ static void *worker_main(void *arg) {
         conn *c = p->run_head;
         p->run_head = c->run_next;
         if (!p->run_head) p->run_tail = NULL;
-        bool gone = false;
+        bool gone = false; /* the transport closed and the session is over */
         for (int i = 0; i < BATCH && c->head && !gone; i++) {
             task *t = c->head;
             c->head = t->next;
             if (!c->head) c->tail = &c->head;
             c->queued_bytes -= t->len;
             if (t->kind == TASK_TICK) c->tick_queued = false;
+            if (t->kind == TASK_POLL) c->poll_queued = false;
             if (c->paused && c->queued_bytes < QUEUE_LOW) {
                 c->paused = false;
                 vx_ws_resume_reading(c->ws);
             }
             pthread_mutex_unlock(&p->mu);
             handle(c, t);
-            gone = t->kind == TASK_GONE;
+            gone = c->gone && !c->ending;
             free(t);
             pthread_mutex_lock(&p->mu);
         }
         if (gone) {
-            /* on_close is the transport's last call: nothing more can come */
+            /* on_close is the transport's last call: nothing more can come,
+             * and a late wake must not queue a poll (the session goes now) */
+            c->poll_queued = true;
             while (c->head) {
                 task *t = c->head;
                 c->head = t->next;
@@ -327,7 +380,7 @@ void vx_api_stream(vx_request *req) {
     }
     c->pool = p;
     c->tail = &c->head;
-    vx_stream_sink sink = {.text = sink_text, .binary = sink_binary, .user = c};
+    vx_stream_sink sink = {.text = sink_text, .binary = sink_binary, .wake = sink_wake, .user = c};
     if (!(c->session = vx_stream_session_new(app, &who, p->owner, &sink))) {
         free(c);
         vx_respond_errorf(req, VX_E_INTERNAL, "internal", "out of memory");

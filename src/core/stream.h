@@ -87,10 +87,14 @@ int64_t vx_stream_bill_charge(const vx_stream_bill *b);
 
 /* ---- sessions (stream_session.c) ---- */
 
-/* Where a session sends messages; called on the session's thread. */
+/* Where a session sends messages; text and binary are called on the
+ * session's thread. wake (optional) may be called from any thread while the
+ * session lives: call vx_stream_session_poll soon on the session's thread
+ * (results finished in the background). */
 typedef struct vx_stream_sink {
     void (*text)(void *user, json_t *msg);                       /* steals msg */
     void (*binary)(void *user, const void *data, size_t len);   /* copied by the callee */
+    void (*wake)(void *user);
     void *user;
 } vx_stream_sink;
 
@@ -107,13 +111,24 @@ int vx_stream_session_configure(vx_stream_session *s, vx_stream_config *cfg, vx_
  * the sink), acknowledges. -1 with err ends the stream
  * ("insufficient_credits", "asr_busy", model errors ...). */
 int vx_stream_session_audio(vx_stream_session *s, const void *data, size_t len, vx_err *err);
+/* After a wake: sends the results that became ready in the background; for
+ * a session ending (vx_stream_session_end returned 1), ends it once the
+ * model is done. Returns 1 when the session ended now, 0 otherwise, -1 with
+ * err when the end failed (the session has ended then too). */
+int vx_stream_session_poll(vx_stream_session *s, vx_err *err);
 /* Renews the lease and records the seconds so far if due (heartbeat). */
 int vx_stream_session_tick(vx_stream_session *s, vx_err *err);
 /* Ends the stream: flushes the model (with `flush`, final results go to the
  * sink, then {"final":...}), settles: captures the seconds streamed and
  * records the job's result with `reason` ("eof", "client_closed",
- * "insufficient_credits", "error:<code>", ...). Idempotent. */
+ * "insufficient_credits", "error:<code>", ...). Never waits for the model's
+ * background work: returns 1 when the end is under way and completes from
+ * vx_stream_session_poll after a wake (a later call with !flush mutes it:
+ * the client left). 0 when it ended, -1 with err when settling failed.
+ * Idempotent. */
 int vx_stream_session_end(vx_stream_session *s, bool flush, const char *reason, vx_err *err);
+/* True between an end that returned 1 and its completion. */
+bool vx_stream_session_ending(const vx_stream_session *s);
 /* True once the first audio frame placed the hold and opened the job. */
 bool vx_stream_session_started(const vx_stream_session *s);
 void vx_stream_session_free(vx_stream_session *s);

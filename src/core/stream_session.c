@@ -23,6 +23,9 @@ struct vx_stream_session {
     vx_stream_sink sink;
     vx_stream_config cfg;
     bool started, ended, muted;
+    bool ending;                  /* end asked for; the model still decodes in the background */
+    bool input_drained;           /* the resampler's tail went to the model */
+    char end_reason[64];
     bool replied;                 /* the current frame got a message carrying "seconds" */
     const vx_model *model;
     void *state;
@@ -56,6 +59,12 @@ static void emit(void *user, const json_t *event) {
     s->sink.text(s->sink.user, m);
 }
 
+/* The model finished work in the background (any thread). */
+static void wake(void *user) {
+    vx_stream_session *s = user;
+    s->sink.wake(s->sink.user);
+}
+
 vx_stream_session *vx_stream_session_new(vx_app *app, const vx_principal *who, const char *owner,
                                          const vx_stream_sink *sink) {
     vx_stream_session *s = calloc(1, sizeof *s);
@@ -65,7 +74,7 @@ vx_stream_session *vx_stream_session_new(vx_app *app, const vx_principal *who, c
     snprintf(s->owner, sizeof s->owner, "%s", owner);
     s->sink = *sink;
     vx_stream_config_default(&s->cfg);
-    s->listener = (vx_model_listener){.emit = emit, .user = s};
+    s->listener = (vx_model_listener){.emit = emit, .wake = sink->wake ? wake : NULL, .user = s};
     return s;
 }
 
@@ -198,12 +207,13 @@ static int start(vx_stream_session *s, vx_err *err) {
     if (s->plan.in_channels != 1)
         return vx_err_set(err, VX_E_UNPROCESSABLE, "invalid_config", "streams are mono");
     if (strcmp(s->model->name, "transcribe") == 0) {
-        /* A stream keeps its decoder: refuse at once rather than wait. */
+        /* A stream with partials keeps a decoder: refuse at once rather than
+         * wait (and before any hold); the model takes it in listen(). */
         vx_asr_model *asr = vx_asr_shared(err);
         if (!asr) return -1;
         vx_asr_pool_stats ps;
         vx_asr_pool_stats_get(asr, &ps);
-        if (ps.in_use >= ps.max)
+        if ((s->cfg.partial || ps.reserved == 0) && ps.held >= ps.max - ps.reserved)
             return vx_err_set(err, VX_E_UNAVAILABLE, "asr_busy", "every speech decoder is busy; try again later");
     }
     int64_t per_job, per_second;
@@ -217,13 +227,13 @@ static int start(vx_stream_session *s, vx_err *err) {
         return -1;
     if (open_job(s, err) != 0) return -1;
     s->started = true;
-    if (!(s->state = s->model->open(s->params, &s->plan, err))) {
+    s->listener.partials = s->cfg.partial;
+    if (!(s->state = s->model->open(s->params, &s->plan, err)) ||
+        (s->model->listen && s->model->listen(s->state, &s->listener, err) != 0)) {
         abandon_job(s, err);
         s->ended = true;
         return -1;
     }
-    s->listener.partials = s->cfg.partial;
-    if (s->model->listen) s->model->listen(s->state, &s->listener);
     return 0;
 }
 
@@ -285,48 +295,63 @@ int vx_stream_session_audio(vx_stream_session *s, const void *data, size_t len, 
     return vx_stream_session_tick(s, err);
 }
 
+static int settle(vx_stream_session *s, vx_err *err);
+
+int vx_stream_session_poll(vx_stream_session *s, vx_err *err) {
+    if (!s->started || s->ended) return 0;
+    if (s->ending) {
+        int rc = settle(s, err);
+        return rc == 1 ? 0 : rc == 0 ? 1 : -1;
+    }
+    return s->model->poll ? s->model->poll(s->state, err) : 0;
+}
+
 int vx_stream_session_tick(vx_stream_session *s, vx_err *err) {
     if (!s->started || s->ended) return 0;
     if (vx_now_ms() - s->last_record_ms < (int64_t)s->app->cfg->heartbeat_s * 1000) return 0;
     return record(s, 0, err);
 }
 
-/* Drains the model and the resamplers; *doc gets the model's document. */
+/* Drains the resamplers into the model (once) and finishes the model: 0 with
+ * its document in *doc, 1 while its background work goes on (call again
+ * after the next wake), -1 on error. */
 static int drain(vx_stream_session *s, json_t **doc, vx_err *err) {
     vx_pcm_out out = {.write = audio_out, .user = s};
     const float *pcm;
     size_t m = 0;
-    if (s->in_rs && vx_resampler_run(s->in_rs, NULL, 0, &pcm, &m, err) != 0) return -1;
-    if (m > 0 && s->model->process(s->state, pcm, m, &out, err) != 0) return -1;
-    if (s->model->finish(s->state, &out, doc, err) != 0) return -1;
+    if (!s->input_drained) {
+        s->input_drained = true;
+        if (s->in_rs && vx_resampler_run(s->in_rs, NULL, 0, &pcm, &m, err) != 0) return -1;
+        if (m > 0 && s->model->process(s->state, pcm, m, &out, err) != 0) return -1;
+    }
+    int rc = s->model->finish(s->state, &out, doc, err);
+    if (rc != 0) return rc;
     if (s->out_rs && vx_resampler_run(s->out_rs, NULL, 0, &pcm, &m, err) == 0 && m > 0 && !s->muted) {
         vx_resampler *keep = s->out_rs;
         s->out_rs = NULL; /* already at the client's rate */
-        int rc = audio_out(s, pcm, m, err);
+        rc = audio_out(s, pcm, m, err);
         s->out_rs = keep;
         if (rc != 0) return -1;
     }
     return 0;
 }
 
-int vx_stream_session_end(vx_stream_session *s, bool flush, const char *reason, vx_err *err) {
-    if (s->ended) return 0;
-    s->ended = true;
-    s->muted = !flush;
-    if (!s->started) {
-        if (flush)
-            s->sink.text(s->sink.user, json_pack("{s:b, s:n, s:f, s:o, s:n}", "final", 1, "job_id", "duration", 0.0,
-                                                  "charged", vx_credits_json(0), "result"));
-        return 0;
-    }
+/* Finishes an end asked for: 1 while the model is still busy, else settles
+ * (see vx_stream_session_end). */
+static int settle(vx_stream_session *s, vx_err *err) {
     json_t *doc = NULL;
     vx_err derr = {0};
-    if (drain(s, &doc, &derr) != 0) {
+    int drc = drain(s, &doc, &derr);
+    if (drc == 1) return 1;
+    s->ending = false;
+    s->ended = true;
+    if (drc != 0) {
         vx_warn("stream %s: flushing the model failed: %s", s->job_id, derr.message);
+        json_decref(doc);
         doc = NULL;
     }
     if (!doc) doc = json_object();
-    json_object_set_new(doc, "end_reason", json_string(reason));
+    json_object_set_new(doc, "end_reason", json_string(s->end_reason));
     json_object_set_new(doc, "source", json_string("stream"));
     int64_t charged = vx_stream_bill_charge(&s->bill);
     vx_store *st = s->app->store;
@@ -339,7 +364,7 @@ int vx_stream_session_end(vx_stream_session *s, bool flush, const char *reason, 
     free(done.result_json);
     if (rc != 0) vx_warn("stream %s: cannot settle: %s", s->job_id, err->message);
     else vx_events_job_settled(s->app, s->job_id, 1);
-    if (flush && rc == 0) {
+    if (!s->muted && rc == 0) {
         json_t *fin = json_pack("{s:b, s:s, s:f, s:o, s:O}", "final", 1, "job_id", s->job_id, "duration",
                                 ms3(s->bill.seconds), "charged", vx_credits_json(charged), "result", doc);
         if (fin) s->sink.text(s->sink.user, fin);
@@ -347,3 +372,24 @@ int vx_stream_session_end(vx_stream_session *s, bool flush, const char *reason, 
     json_decref(doc);
     return rc;
 }
+
+int vx_stream_session_end(vx_stream_session *s, bool flush, const char *reason, vx_err *err) {
+    if (s->ended) return 0;
+    if (s->ending) {
+        if (!flush) s->muted = true; /* the client left meanwhile */
+        return 1;
+    }
+    s->muted = !flush;
+    if (!s->started) {
+        s->ended = true;
+        if (flush)
+            s->sink.text(s->sink.user, json_pack("{s:b, s:n, s:f, s:o, s:n}", "final", 1, "job_id", "duration", 0.0,
+                                                  "charged", vx_credits_json(0), "result"));
+        return 0;
+    }
+    s->ending = true;
+    snprintf(s->end_reason, sizeof s->end_reason, "%s", reason);
+    return settle(s, err);
+}
+
+bool vx_stream_session_ending(const vx_stream_session *s) { return s->ending; }

@@ -345,6 +345,7 @@ struct vx_asr_decoder {
     vx_asr_model *model;
     void *engine_decoder;
     vx_asr_decoder *next_idle;
+    bool brief;                  /* held by a background decode (not counted in `held`) */
     bool in_utterance;
     double offset_s;
     int64_t fed;                 /* samples since begin */
@@ -357,6 +358,8 @@ struct vx_asr_model {
     pthread_cond_t released;     /* signalled on release and on a failed creation */
     vx_asr_decoder *idle;        /* LIFO: the warmest decoder is reused first */
     int max, created, in_use, creating;
+    int held;                    /* of in_use: long holds (vx_asr_acquire) */
+    int reserved;                /* decoders long holds leave to brief ones */
     int64_t creations;
 };
 
@@ -391,6 +394,7 @@ vx_asr_model *vx_asr_model_new(const vx_asr_options *opt, vx_err *err) {
     }
     m->engine = engine;
     m->max = opt->max_decoders;
+    m->reserved = m->max >= 2 ? 1 : 0;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -434,7 +438,7 @@ static void deadline_after(struct timespec *ts, int ms) {
 
 /* Creation runs outside the lock (it takes a quarter of a second and ~90 MB
  * for PocketSphinx); `creating` reserves the slot meanwhile. */
-static vx_asr_decoder *create_decoder(vx_asr_model *m, vx_err *err) {
+static vx_asr_decoder *create_decoder(vx_asr_model *m, bool brief, vx_err *err) {
     vx_asr_decoder *d = calloc(1, sizeof *d);
     if (d) d->engine_decoder = m->engine->decoder_new(m->engine_model, err);
     else oom(err);
@@ -446,35 +450,41 @@ static vx_asr_decoder *create_decoder(vx_asr_model *m, vx_err *err) {
     m->creating--;
     if (d) {
         d->model = m;
+        d->brief = brief;
         m->created++;
-        m->in_use++;
         m->creations++;
     } else {
-        pthread_cond_signal(&m->released); /* the slot is free again */
+        if (!brief) m->held--;
+        m->in_use--;
+        pthread_cond_broadcast(&m->released); /* the slot is free again */
     }
     pthread_mutex_unlock(&m->mu);
     return d;
 }
 
-vx_asr_decoder *vx_asr_acquire(vx_asr_model *m, int wait_ms, vx_err *err) {
+/* Takes a decoder for a long (brief = false) or a brief hold; see asr.h. */
+static vx_asr_decoder *acquire(vx_asr_model *m, bool brief, int wait_ms, vx_err *err) {
     struct timespec deadline;
     if (wait_ms > 0) deadline_after(&deadline, wait_ms);
     pthread_mutex_lock(&m->mu);
     for (;;) {
-        if (m->idle) {
+        bool allowed = brief || m->held < m->max - m->reserved;
+        if (allowed && (m->idle || m->created + m->creating < m->max)) {
+            m->in_use++;
+            if (!brief) m->held++;
             vx_asr_decoder *d = m->idle;
+            if (!d) {
+                m->creating++;
+                pthread_mutex_unlock(&m->mu);
+                return create_decoder(m, brief, err);
+            }
             m->idle = d->next_idle;
             d->next_idle = NULL;
-            m->in_use++;
+            d->brief = brief;
             pthread_mutex_unlock(&m->mu);
             /* what the previous user taught it must not reach this one */
             if (m->engine->reset) m->engine->reset(d->engine_decoder);
             return d;
-        }
-        if (m->created + m->creating < m->max) {
-            m->creating++;
-            pthread_mutex_unlock(&m->mu);
-            return create_decoder(m, err);
         }
         int rc = 0;
         if (wait_ms == 0) rc = ETIMEDOUT;
@@ -487,6 +497,10 @@ vx_asr_decoder *vx_asr_acquire(vx_asr_model *m, int wait_ms, vx_err *err) {
         }
     }
 }
+
+vx_asr_decoder *vx_asr_acquire(vx_asr_model *m, int wait_ms, vx_err *err) { return acquire(m, false, wait_ms, err); }
+
+vx_asr_decoder *vx_asr_acquire_brief(vx_asr_model *m, vx_err *err) { return acquire(m, true, -1, err); }
 
 void vx_asr_release(vx_asr_decoder *d) {
     if (!d) return;
@@ -501,14 +515,16 @@ void vx_asr_release(vx_asr_decoder *d) {
     d->next_idle = m->idle;
     m->idle = d;
     m->in_use--;
-    pthread_cond_signal(&m->released);
+    if (!d->brief) m->held--;
+    /* waiters differ (long holds may not take the reserve): wake them all */
+    pthread_cond_broadcast(&m->released);
     pthread_mutex_unlock(&m->mu);
 }
 
 void vx_asr_pool_stats_get(vx_asr_model *m, vx_asr_pool_stats *out) {
     pthread_mutex_lock(&m->mu);
-    *out = (vx_asr_pool_stats){.max = m->max, .created = m->created, .in_use = m->in_use,
-                               .creations = m->creations};
+    *out = (vx_asr_pool_stats){.max = m->max, .created = m->created, .in_use = m->in_use, .held = m->held,
+                               .reserved = m->reserved, .creations = m->creations};
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -647,6 +663,7 @@ int vx_asr_shared_configure(const vx_asr_options *opt, vx_err *err) {
 }
 
 void vx_asr_shared_free(void) {
+    vx_asr_background_stop();
     pthread_mutex_lock(&shared_mu);
     vx_asr_model_free(shared_model);
     shared_model = NULL;

@@ -1,8 +1,10 @@
 /* asr.h - the speech-to-text engine behind `transcribe`, the OpenAI endpoint
  * and live streams: a loaded model shared by all threads, a bounded pool of
- * reusable decoders, and per-utterance calls (begin, feed 16 kHz mono PCM,
- * partial, end -> timed words). Model and pool: any thread; a decoder: one
- * thread at a time, between vx_asr_acquire and vx_asr_release. */
+ * reusable decoders, per-utterance calls (begin, feed 16 kHz mono PCM,
+ * partial, end -> timed words), and whole-utterance decodes in the
+ * background for live streams (asr_later.c). Model, pool and background
+ * tasks: any thread; a decoder: one thread at a time, between
+ * vx_asr_acquire and vx_asr_release. */
 #ifndef VX_ASR_H
 #define VX_ASR_H
 #include <stdbool.h>
@@ -81,9 +83,15 @@ int vx_asr_model_rate(const vx_asr_model *m);
 
 /* Takes an idle decoder (most recently released first), creates one while
  * fewer than max_decoders exist, else waits up to wait_ms (< 0 = forever,
- * 0 = not at all) for a release. NULL on failure: 503 "asr_busy" when the
- * wait ran out, or the engine's error when creation failed. */
+ * 0 = not at all) for a release. This is a long hold (a job, a live stream's
+ * partials): long holds leave `reserved` decoders (one when the bound is 2 or
+ * more) to brief ones, so background decodes always make progress. NULL on
+ * failure: 503 "asr_busy" when the wait ran out, or the engine's error when
+ * creation failed. */
 vx_asr_decoder *vx_asr_acquire(vx_asr_model *m, int wait_ms, vx_err *err);
+/* A brief hold, for one decode that ends by itself (the background tasks
+ * below): may take the reserved decoders; waits as long as it must. */
+vx_asr_decoder *vx_asr_acquire_brief(vx_asr_model *m, vx_err *err);
 /* Gives the decoder back for reuse (an utterance left open is ended and
  * dropped). NULL is ignored. */
 void vx_asr_release(vx_asr_decoder *d);
@@ -91,7 +99,9 @@ void vx_asr_release(vx_asr_decoder *d);
 typedef struct vx_asr_pool_stats {
     int max;        /* bound */
     int created;    /* decoders alive (idle + in use) */
-    int in_use;
+    int in_use;     /* long and brief holds */
+    int held;       /* long holds; never above max - reserved */
+    int reserved;   /* decoders kept for brief holds: 1 when max >= 2, else 0 */
     int64_t creations;   /* decoders ever created (reuse keeps this low) */
 } vx_asr_pool_stats;
 void vx_asr_pool_stats_get(vx_asr_model *m, vx_asr_pool_stats *out);
@@ -120,6 +130,38 @@ int vx_asr_end(vx_asr_decoder *d, vx_asr_utterance *out, vx_err *err);
  * as vx_asr_end; no utterance may be open. */
 int vx_asr_decode_s16(vx_asr_decoder *d, const int16_t *pcm, size_t n, double offset_s, vx_asr_utterance *out,
                       vx_err *err);
+
+/* ---- background decodes (asr_later.c) ----
+ * A live stream hands each finished utterance to a few process-wide
+ * threads (one per core, below normal priority), so its frame replies never
+ * wait for the whole-utterance decode. Each task decodes a copy of its audio
+ * on a brief decoder of its model, exactly as vx_asr_decode_s16 does. */
+typedef struct vx_asr_task vx_asr_task;
+
+/* Whether m can decode in the background (its bound leaves a reserved
+ * decoder); if not, decode on the caller's thread. */
+bool vx_asr_background_ok(vx_asr_model *m);
+/* Queues the decode of a copy of pcm[0, n) whose first sample is at
+ * offset_s. `ready(user)` (optional) is called on a background thread when
+ * the result can be taken without waiting, never after vx_asr_task_drop
+ * returned for the task; it runs under the queue's lock, so it must only
+ * signal (no asr calls). NULL when out of memory or !vx_asr_background_ok
+ * (409 "asr_no_background"). */
+vx_asr_task *vx_asr_decode_later(vx_asr_model *m, const int16_t *pcm, size_t n, double offset_s,
+                                 void (*ready)(void *user), void *user, vx_err *err);
+/* True once the task's result is there (take will not wait). */
+bool vx_asr_task_ready(vx_asr_task *t);
+/* Waits for the result if need be, moves it to *out (as vx_asr_decode_s16)
+ * and frees the task. */
+int vx_asr_task_take(vx_asr_task *t, vx_asr_utterance *out, vx_err *err);
+/* Forgets a task (queued, running or done) and its result; frees it, now or
+ * when its decode ends. NULL is ignored. */
+void vx_asr_task_drop(vx_asr_task *t);
+/* Tasks queued or running, and tasks ever decoded (for tests and metrics). */
+void vx_asr_background_stats(int *pending, int64_t *decoded);
+/* Stops the background threads (after every task was taken or dropped);
+ * they start again on the next vx_asr_decode_later. */
+void vx_asr_background_stop(void);
 
 /* The process-wide model that models and streams share, loaded on first use
  * (thread-safe) with the options given to vx_asr_shared_configure, or the

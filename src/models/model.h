@@ -42,12 +42,17 @@ typedef struct vx_pcm_out {
     void *user;
 } vx_pcm_out;
 
-/* Where a model reports live results during process()/finish(), for
+/* Where a model reports live results during process()/poll()/finish(), for
  * streams: final pieces as soon as nothing can change them (an utterance, a
  * speech segment) and, if `partials`, a changed partial hypothesis. emit gets
- * a JSON object it must not keep (borrowed for the call). */
+ * a JSON object it must not keep (borrowed for the call). `wake` (optional)
+ * may be called from any thread when results became ready outside the
+ * model's calls (work done in the background): the host then calls poll()
+ * soon, on the thread that drives the model; wake must only schedule that.
+ * Without wake, models do all their work inside their calls. */
 typedef struct vx_model_listener {
     void (*emit)(void *user, const json_t *event);
+    void (*wake)(void *user);
     bool partials;
     void *user;
 } vx_model_listener;
@@ -69,7 +74,10 @@ typedef struct vx_model {
     void *(*open)(const json_t *params, const vx_model_plan *plan, vx_err *err);
     /* Consumes `frames` interleaved frames at plan->in_rate/in_channels. */
     int (*process)(void *state, const float *pcm, size_t frames, const vx_pcm_out *out, vx_err *err);
-    /* End of input: flush, and return the result document (new reference). */
+    /* End of input: flush, and return the result document (new reference).
+     * Live streams whose listener has a wake only: may return 1 while work
+     * runs in the background; the host calls finish again after a wake
+     * (input is not flushed twice) until it returns 0 or -1. */
     int (*finish)(void *state, const vx_pcm_out *out, json_t **result, vx_err *err);
     void (*close)(void *state);
 
@@ -81,8 +89,12 @@ typedef struct vx_model {
                   const char **content_type, vx_err *err);
 
     /* Optional, live streams: sets the listener (borrowed until close) right
-     * after open(). NULL = the model reports only its final document. */
-    void (*listen)(void *state, const vx_model_listener *listener);
+     * after open(); may take resources a live run needs at once (503
+     * "asr_busy"). NULL = the model reports only its final document. */
+    int (*listen)(void *state, const vx_model_listener *listener, vx_err *err);
+    /* Optional, live streams: reports results that became ready since the
+     * last call (after the listener's wake). */
+    int (*poll)(void *state, vx_err *err);
 } vx_model;
 
 /* ---- the models (one file each in src/models/; catalog.c lists them) ---- */

@@ -134,9 +134,10 @@ static int on_frame(void *user, const vx_vad_frame *f, vx_err *err) {
     return vx_vad_segmenter_push(s->seg, f->probability, on_segment, s, err);
 }
 
-static void segment_listen(void *state, const vx_model_listener *listener) {
+static int segment_listen(void *state, const vx_model_listener *listener, vx_err *err) {
     segment_state *s = state;
     s->listener = listener;
+    return 0;
 }
 
 /* Mixes interleaved frames to mono (only needed if the plan ever keeps channels). */

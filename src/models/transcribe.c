@@ -1,7 +1,10 @@
 /* transcribe.c - the `transcribe` model: 16 kHz mono speech -> text, segments
  * and timed words through the shared engine (asr.h). A gate (vad.h, or an
  * energy detector) cuts utterances at pauses, so silence is never decoded and
- * memory is bounded for any length; `denoise` runs `enhance` first.
+ * memory is bounded for any length; `denoise` runs `enhance` first. Each
+ * utterance is decoded whole (batch normalisation); on a live stream that
+ * decode runs in the background (vx_asr_decode_later) and poll() reports the
+ * results in order, so the stream's replies never wait for it.
  * Re-entrant: all state lives in what open() returns. */
 #include <math.h>
 #include <stdlib.h>
@@ -38,7 +41,8 @@
 #define CHUNK 1024
 /* Longest utterance buffer: the hard cut plus what precedes the trigger. */
 #define UTT_CAP ((size_t)(HARD_MAX + START + PREROLL + 2) * HOP)
-/* How long a job waits for a decoder when streams hold them all. */
+/* How long a job waits for a decoder when streams hold them all (a live
+ * stream does not wait: it is refused with asr_busy). */
 #define ACQUIRE_WAIT_MS 120000
 
 static const char *const language_choices[] = {"en", NULL};
@@ -98,9 +102,17 @@ static int transcribe_plan(const json_t *params, const vx_audio_info *input, vx_
     return 0;
 }
 
+/* An utterance decoding in the background (live streams). */
+typedef struct final_pass {
+    vx_asr_task *task;
+    struct final_pass *next;
+} final_pass;
+
 typedef struct transcribe_state {
     vx_asr_model *model;
-    vx_asr_decoder *dec;
+    vx_asr_decoder *dec;             /* taken when first needed; a live stream
+                                        without partials decoding in the
+                                        background never takes one */
     bool words_wanted;
     char format[16];
     /* audio history, indexed by absolute sample position */
@@ -130,12 +142,23 @@ typedef struct transcribe_state {
     void *enh_state;
     /* live streams: utterances as they end; partials from feeding the open
      * utterance to the decoder as it grows (the final text still comes from
-     * decoding it whole, as in batch) */
+     * decoding it whole, as in batch, in the background when possible) */
     const vx_model_listener *listener;
+    bool background;                 /* final passes go to vx_asr_decode_later */
+    final_pass *finals, **finals_tail; /* in utterance order */
+    bool flushed;                    /* finish() ran the input's tail through */
     bool live_open;                  /* an utterance is open on the decoder */
     size_t live_fed;                 /* utt samples fed to it */
     char *last_partial;
 } transcribe_state;
+
+static int oom(vx_err *err) { return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory"); }
+
+/* The decoder of a batch run (or of a stream decoding in place). */
+static int need_decoder(transcribe_state *s, vx_err *err) {
+    if (!s->dec) s->dec = vx_asr_acquire(s->model, ACQUIRE_WAIT_MS, err);
+    return s->dec ? 0 : -1;
+}
 
 static double round3(double x) { return round(x * 1000.0) / 1000.0; }
 
@@ -150,13 +173,13 @@ static int keep_utterance(transcribe_state *s, const vx_asr_utterance *u, vx_err
             json_array_append_new(s->words, json_pack("{s:s, s:f, s:f, s:f}", "word", w->word, "start",
                                                       round3(w->start), "end", round3(w->end), "confidence",
                                                       round3(w->confidence))) != 0)
-            return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+            return oom(err);
     }
     json_t *seg = json_pack("{s:I, s:f, s:f, s:s, s:f}", "id", (json_int_t)json_array_size(s->segments), "start",
                             round3(u->words[0].start), "end", round3(u->words[u->n_words - 1].end), "text", u->text,
                             "confidence", round3(conf / (double)u->n_words));
     if (json_array_append_new(s->segments, seg) != 0)
-        return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+        return oom(err);
     vx_strbuf_printf(&s->text, "%s%s", s->text.len ? " " : "", u->text);
     if (s->listener) {
         json_t *e = json_pack("{s:s, s:f, s:f}", "text", u->text, "start", round3(u->words[0].start), "end",
@@ -167,7 +190,7 @@ static int keep_utterance(transcribe_state *s, const vx_asr_utterance *u, vx_err
             for (size_t i = from; ws && i < n; i++) json_array_append(ws, json_array_get(s->words, i));
             json_object_set_new(e, "words", ws ? ws : json_array());
         }
-        if (!e) return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+        if (!e) return oom(err);
         s->listener->emit(s->listener->user, e);
         json_decref(e);
     }
@@ -195,9 +218,9 @@ static int live_partial(transcribe_state *s, vx_err *err) {
     const char *p = vx_asr_partial(s->dec);
     if (s->last_partial && strcmp(p, s->last_partial) == 0) return 0;
     free(s->last_partial);
-    if (!(s->last_partial = strdup(p))) return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+    if (!(s->last_partial = strdup(p))) return oom(err);
     json_t *e = json_pack("{s:s}", "partial", p);
-    if (!e) return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+    if (!e) return oom(err);
     s->listener->emit(s->listener->user, e);
     json_decref(e);
     return 0;
@@ -213,6 +236,22 @@ static void feed_until(transcribe_state *s, int64_t to) {
     }
 }
 
+/* Reports the background decodes that are done, in utterance order; with
+ * `wait`, all of them (the end of the stream). */
+static int take_finals(transcribe_state *s, bool wait, vx_err *err) {
+    while (s->finals && (wait || vx_asr_task_ready(s->finals->task))) {
+        final_pass *f = s->finals;
+        if (!(s->finals = f->next)) s->finals_tail = &s->finals;
+        vx_asr_utterance u;
+        int rc = vx_asr_task_take(f->task, &u, err);
+        free(f);
+        if (rc == 0) rc = keep_utterance(s, &u, err);
+        vx_asr_utterance_clear(&u);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
 static int end_utterance(transcribe_state *s, vx_err *err) {
     vx_asr_utterance u;
     s->in_utt = false;
@@ -225,8 +264,21 @@ static int end_utterance(transcribe_state *s, vx_err *err) {
         vx_asr_utterance_clear(&u);
     }
     s->floor_sample = s->fed_to;
-    if (vx_asr_decode_s16(s->dec, s->utt, s->utt_len, (double)s->utt_start / RATE, &u, err) != 0) return -1;
+    size_t n = s->utt_len;
+    double offset = (double)s->utt_start / RATE;
     s->utt_len = 0;
+    if (s->background) {
+        final_pass *f = calloc(1, sizeof *f);
+        if (!f) return oom(err);
+        if (!(f->task = vx_asr_decode_later(s->model, s->utt, n, offset, s->listener->wake, s->listener->user, err))) {
+            free(f);
+            return -1;
+        }
+        *s->finals_tail = f;
+        s->finals_tail = &f->next;
+        return 0;
+    }
+    if (need_decoder(s, err) != 0 || vx_asr_decode_s16(s->dec, s->utt, n, offset, &u, err) != 0) return -1;
     int rc = keep_utterance(s, &u, err);
     vx_asr_utterance_clear(&u);
     return rc;
@@ -316,6 +368,11 @@ static int gate_write(void *user, const float *pcm, size_t n, vx_err *err) {
 static void transcribe_close(void *state) {
     transcribe_state *s = state;
     if (!s) return;
+    for (final_pass *f = s->finals, *next; f; f = next) {
+        next = f->next;
+        vx_asr_task_drop(f->task);
+        free(f);
+    }
     free(s->last_partial);
     if (s->enh_state) s->enh->close(s->enh_state);
     json_decref(s->enh_params);
@@ -366,10 +423,9 @@ static void *transcribe_open(const json_t *params, const vx_model_plan *plan, vx
         s->enh_state = s->enh->open(s->enh_params, &eplan, err);
         if (!s->enh_state) goto fail;
     }
+    s->finals_tail = &s->finals;
     s->model = vx_asr_shared(err);
     if (!s->model) goto fail;
-    s->dec = vx_asr_acquire(s->model, ACQUIRE_WAIT_MS, err);
-    if (!s->dec) goto fail;
     return s;
 fail:
     transcribe_close(s);
@@ -385,17 +441,26 @@ static int transcribe_process(void *state, const float *pcm, size_t frames, cons
     } else {
         rc = gate_write(s, pcm, frames, err);
     }
-    return rc != 0 ? -1 : live_partial(s, err);
+    if (rc != 0 || live_partial(s, err) != 0) return -1;
+    return take_finals(s, false, err);
 }
 
-static void transcribe_listen(void *state, const vx_model_listener *listener) {
+/* A live stream: decodes in the background when the host can be woken and
+ * the pool allows; holds a decoder from now on only for partials (or to
+ * decode in place), and then does not wait for one. */
+static int transcribe_listen(void *state, const vx_model_listener *listener, vx_err *err) {
     transcribe_state *s = state;
     s->listener = listener;
+    s->background = listener->wake && vx_asr_background_ok(s->model);
+    if ((listener->partials || !s->background) && !s->dec && !(s->dec = vx_asr_acquire(s->model, 0, err))) return -1;
+    return 0;
 }
 
-static int transcribe_finish(void *state, const vx_pcm_out *out, json_t **result, vx_err *err) {
-    transcribe_state *s = state;
-    *result = NULL;
+static int transcribe_poll(void *state, vx_err *err) { return take_finals(state, false, err); }
+
+/* The end of the input: what the enhancer and the detector still hold, and
+ * the open utterance. */
+static int flush_input(transcribe_state *s, vx_err *err) {
     if (s->enh_state) {
         vx_pcm_out to_gate = {.write = gate_write, .user = s};
         json_t *enh_doc = NULL;
@@ -411,12 +476,25 @@ static int transcribe_finish(void *state, const vx_pcm_out *out, json_t **result
         feed_until(s, s->total);
         if (end_utterance(s, err) != 0) return -1;
     }
+    return 0;
+}
+
+static int transcribe_finish(void *state, const vx_pcm_out *out, json_t **result, vx_err *err) {
+    transcribe_state *s = state;
+    *result = NULL;
+    if (!s->flushed) {
+        s->flushed = true;
+        if (flush_input(s, err) != 0) return -1;
+    }
+    /* a live stream does not wait: it is called again after the wake */
+    if (take_finals(s, !s->background, err) != 0) return -1;
+    if (s->finals) return 1;
     json_t *doc = json_pack("{s:s, s:s, s:f, s:s, s:s, s:b, s:O}", "text", s->text.data ? s->text.data : "",
                             "language", "en", "duration", round3((double)s->total / RATE), "engine",
                             vx_asr_model_engine(s->model), "format", s->format, "denoise", s->enh_state != NULL,
                             "segments", s->segments);
     if (doc && s->words_wanted) json_object_set(doc, "words", s->words);
-    if (!doc) return vx_err_set(err, VX_E_INTERNAL, "out_of_memory", "out of memory");
+    if (!doc) return oom(err);
     *result = doc;
     return 0;
 }
@@ -443,4 +521,5 @@ const vx_model vx_model_transcribe = {
     .close = transcribe_close,
     .render = transcribe_render,
     .listen = transcribe_listen,
+    .poll = transcribe_poll,
 };

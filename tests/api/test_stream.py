@@ -359,3 +359,51 @@ def test_concurrent_streams_get_the_same_transcript_while_rest_answers(server, s
     texts = {final["result"]["text"] for final, code in streams}
     assert all(code == 1000 and final["final"] for final, code in streams)
     assert len(texts) == 1 and len(words(texts.pop())) >= 20
+
+
+def test_streams_with_partials_leave_a_decoder_for_the_final_passes(start_server, speech):
+    """--asr-decoders 2: a stream with partials holds one decoder, the other
+    is kept for the whole-utterance decodes. A second stream with partials is
+    refused (asr_busy, 1013, nothing held); one without partials holds none
+    and still gets every utterance, as does the first."""
+    _, raw16, _ = speech
+    srv = start_server(["--asr-decoders", "2"])
+    user = make_user(srv)
+    srv_admin = srv.admin()
+    url = ws_url(srv, "?api_key=" + user.key)
+
+    async def run():
+        first_out = []
+        async with websockets.connect(url, close_timeout=3) as first:
+            await first.send(json.dumps({"config": {"sample_rate": RATE, "partial": True}}))
+            await first.send(raw16[:FRAME])
+            first_out.append(json.loads(await first.recv()))  # its decoder is taken now
+            refused = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: stream(srv, user.key, {"sample_rate": RATE, "partial": True}, raw16[:FRAME * 5]))
+            quiet = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: stream(srv, user.key, {"sample_rate": RATE, "partial": False}, raw16))
+            for i in range(FRAME, len(raw16), FRAME):
+                await first.send(raw16[i:i + FRAME])
+            await first.send('{"eof":1}')
+            try:
+                while True:
+                    first_out.append(json.loads(await first.recv()))
+            except websockets.ConnectionClosed:
+                pass
+            return first_out, first.close_code, refused, quiet
+    first_out, first_code, refused, quiet = asyncio.run(run())
+    texts, _, code, reason = refused
+    assert code == 1013 and reason == "asr_busy", (code, reason, texts)
+    assert texts[-1]["error"]["code"] == "asr_busy"
+    texts, _, code, _ = quiet
+    assert code == 1000 and texts[-1]["final"] is True
+    assert not [m for m in texts if "partial" in m]
+    assert len([m for m in texts if "text" in m and "start" in m]) == 3
+    assert first_code == 1000 and first_out[-1]["final"] is True
+    assert [m for m in first_out if "partial" in m and m["partial"]]
+    assert words(first_out[-1]["result"]["text"]) == words(texts[-1]["result"]["text"])
+    assert len(words(texts[-1]["result"]["text"])) >= 20
+    # two streams billed, the refused one never opened a job
+    data = expect(user.api.get("/v1/jobs"), 200)["data"]
+    assert sorted(j["status"] for j in data) == ["succeeded", "succeeded"], data
+    assert assert_books(srv_admin, user)[1] == 0

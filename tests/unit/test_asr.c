@@ -1,7 +1,9 @@
-/* test_asr.c - src/models/asr.c: the decoder pool (reuse, bound, waiting,
- * two threads at once), word timing guarantees, streaming feed with partial
- * hypotheses, and load errors. Speech is synthesized with espeak-ng (the
+/* test_asr.c - src/models/asr.c and asr_later.c: the decoder pool (reuse,
+ * bound, the decoder long holds leave to brief ones, waiting, two threads at
+ * once), word timing guarantees, streaming feed with partial hypotheses,
+ * background decodes (same result, order, drop), and load errors. Speech is synthesized with espeak-ng (the
  * en-us+f2 voice, which PocketSphinx recognises well) in a mkdtemp dir. */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -90,27 +92,55 @@ static void test_second_acquire_reuses_the_released_decoder(void) {
 }
 
 static void test_pool_never_holds_more_than_its_bound(void) {
-    vx_asr_model *m = new_model(2);
+    vx_asr_model *m = new_model(3);
     REQUIRE(m);
     vx_err err = {0};
     vx_asr_decoder *a = vx_asr_acquire(m, 0, &err), *b = vx_asr_acquire(m, 0, &err);
     REQUIRE(a && b);
     CHECK(a != b);
+    /* the third decoder is kept for brief holds */
     CHECK(vx_asr_acquire(m, 0, &err) == NULL);
     CHECK_EQ_STR(err.code, "asr_busy");
     CHECK_EQ_INT(err.status, VX_E_UNAVAILABLE);
     vx_err_clear(&err);
     CHECK(vx_asr_acquire(m, 30, &err) == NULL); /* a bounded wait runs out too */
     CHECK_EQ_STR(err.code, "asr_busy");
+    vx_err_clear(&err);
+    vx_asr_decoder *brief = vx_asr_acquire_brief(m, &err);
+    REQUIRE(brief);
+    CHECK(brief != a && brief != b);
     vx_asr_pool_stats st;
     vx_asr_pool_stats_get(m, &st);
-    CHECK_EQ_INT(st.created, 2);
-    CHECK_EQ_INT(st.max, 2);
+    CHECK_EQ_INT(st.created, 3);
+    CHECK_EQ_INT(st.max, 3);
+    CHECK_EQ_INT(st.in_use, 3);
+    CHECK_EQ_INT(st.held, 2);
+    CHECK_EQ_INT(st.reserved, 1);
+    vx_asr_release(brief);
+    CHECK(vx_asr_acquire(m, 0, &err) == NULL); /* idle, but reserved */
+    vx_err_clear(&err);
     vx_asr_release(b);
     vx_asr_decoder *c = vx_asr_acquire(m, 0, &err);
-    CHECK(c == b);
+    CHECK(c == b || c == brief);
     vx_asr_release(a);
     vx_asr_release(c);
+    vx_asr_pool_stats_get(m, &st);
+    CHECK_EQ_INT(st.in_use, 0);
+    CHECK_EQ_INT(st.held, 0);
+    vx_asr_model_free(m);
+}
+
+static void test_a_pool_of_one_has_no_reserve_and_no_background(void) {
+    vx_asr_model *m = new_model(1);
+    REQUIRE(m);
+    vx_err err = {0};
+    vx_asr_decoder *a = vx_asr_acquire(m, 0, &err);
+    CHECK(a != NULL);
+    vx_asr_release(a);
+    CHECK(!vx_asr_background_ok(m));
+    int16_t pcm[160] = {0};
+    CHECK(vx_asr_decode_later(m, pcm, 160, 0, NULL, NULL, &err) == NULL);
+    CHECK_EQ_STR(err.code, "asr_no_background");
     vx_asr_model_free(m);
 }
 
@@ -170,7 +200,7 @@ static void *decode_thread(void *arg) {
 
 static void test_two_threads_decode_at_once_with_the_same_result(void) {
     REQUIRE(load_speech());
-    vx_asr_model *m = new_model(2);
+    vx_asr_model *m = new_model(3); /* two long holds, one reserved */
     REQUIRE(m);
     decode_job solo = {.m = m, .rounds = 1};
     decode_thread(&solo);
@@ -334,6 +364,93 @@ static void test_missing_model_files_are_asr_unavailable(void) {
     CHECK(vx_asr_model_new(&o, &err) == NULL);
 }
 
+/* ---- background decodes ---- */
+
+typedef struct ready_count {
+    pthread_mutex_t mu;
+    int n;
+} ready_count;
+
+static void count_ready(void *user) {
+    ready_count *r = user;
+    pthread_mutex_lock(&r->mu);
+    r->n++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int ready_seen(ready_count *r) {
+    pthread_mutex_lock(&r->mu);
+    int n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static void test_background_decodes_equal_decodes_in_place_in_order(void) {
+    REQUIRE(load_speech());
+    vx_asr_model *m = new_model(2);
+    REQUIRE(m);
+    vx_err err = {0};
+    /* the stream's own long hold: the reserve is what the tasks use */
+    vx_asr_decoder *held = vx_asr_acquire(m, 0, &err);
+    REQUIRE(held);
+    vx_asr_utterance want = {0};
+    REQUIRE(vx_asr_decode_s16(held, speech, speech_n, 2.5, &want, &err) == 0);
+    ready_count rc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    vx_asr_task *t[3];
+    for (int i = 0; i < 3; i++) {
+        t[i] = vx_asr_decode_later(m, speech, speech_n, 2.5 + 10.0 * i, count_ready, &rc, &err);
+        REQUIRE(t[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        vx_asr_utterance u = {0};
+        REQUIRE(vx_asr_task_take(t[i], &u, &err) == 0);
+        CHECK_EQ_STR(u.text, want.text);
+        CHECK_EQ_INT((long long)u.n_words, (long long)want.n_words);
+        for (size_t w = 0; w < u.n_words && w < want.n_words; w++) {
+            CHECK_EQ_STR(u.words[w].word, want.words[w].word);
+            CHECK(fabs(u.words[w].start - (want.words[w].start + 10.0 * i)) < 1e-9);
+            CHECK(fabs(u.words[w].end - (want.words[w].end + 10.0 * i)) < 1e-9);
+        }
+        vx_asr_utterance_clear(&u);
+    }
+    CHECK(words_found(want.text) >= 7);
+    CHECK_EQ_INT(ready_seen(&rc), 3);
+    vx_asr_pool_stats st;
+    vx_asr_pool_stats_get(m, &st);
+    CHECK_EQ_INT(st.in_use, 1);
+    CHECK_EQ_INT(st.held, 1);
+    vx_asr_utterance_clear(&want);
+    vx_asr_release(held);
+    vx_asr_background_stop();
+    vx_asr_model_free(m);
+}
+
+static void test_a_dropped_task_is_never_reported_ready(void) {
+    REQUIRE(load_speech());
+    vx_asr_model *m = new_model(2);
+    REQUIRE(m);
+    vx_err err = {0};
+    ready_count rc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    vx_asr_task *t[6];
+    for (int i = 0; i < 6; i++) REQUIRE((t[i] = vx_asr_decode_later(m, speech, speech_n, 0, count_ready, &rc, &err)));
+    /* queued, running and maybe done ones: all dropped */
+    for (int i = 0; i < 6; i++) vx_asr_task_drop(t[i]);
+    int at_drop = ready_seen(&rc);
+    int pending = 1;
+    for (int i = 0; i < 600 && pending > 0; i++) {
+        vx_asr_background_stats(&pending, NULL);
+        if (pending > 0) usleep(10000);
+    }
+    CHECK_EQ_INT(pending, 0);
+    CHECK_EQ_INT(ready_seen(&rc), at_drop);
+    CHECK(at_drop < 6);
+    vx_asr_pool_stats st;
+    vx_asr_pool_stats_get(m, &st);
+    CHECK_EQ_INT(st.in_use, 0);
+    vx_asr_background_stop();
+    vx_asr_model_free(m);
+}
+
 static void test_shared_model_is_loaded_once_and_then_fixed(void) {
     vx_asr_options o;
     vx_asr_options_default(&o);
@@ -356,6 +473,9 @@ static void test_shared_model_is_loaded_once_and_then_fixed(void) {
 
 TEST_MAIN(TEST_ENTRY(test_second_acquire_reuses_the_released_decoder),
           TEST_ENTRY(test_pool_never_holds_more_than_its_bound),
+          TEST_ENTRY(test_a_pool_of_one_has_no_reserve_and_no_background),
+          TEST_ENTRY(test_background_decodes_equal_decodes_in_place_in_order),
+          TEST_ENTRY(test_a_dropped_task_is_never_reported_ready),
           TEST_ENTRY(test_waiting_acquire_gets_the_decoder_another_thread_releases),
           TEST_ENTRY(test_two_threads_decode_at_once_with_the_same_result),
           TEST_ENTRY(test_word_times_are_ordered_and_inside_the_utterance),
