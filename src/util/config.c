@@ -94,7 +94,8 @@ static const option options[] = {
     {.name = "workers", .env = "VOXD_WORKERS", NUM(OPT_INT, workers, 0, 1024), .metavar = "N",
      .help = "job worker threads (0: this node only serves the API)"},
     {.name = "asr-decoders", .env = "VOXD_ASR_DECODERS", NUM(OPT_INT, asr_decoders, 1, 256), .metavar = "N",
-     .help = "speech decoders kept for reuse (each holds its own model copy, ~90 MB)"},
+     .help = "speech decoders kept for reuse (each holds its own model copy, ~90 MB); jobs and streams with "
+             "partials hold one each, and one is kept for the background decodes of live streams"},
     {.name = "asr-model-dir", .env = "VOXD_ASR_MODEL_DIR", STR(asr_model_dir), .metavar = "DIR",
      .help = "speech model directory", .default_text = "Debian's pocketsphinx-en-us"},
     {.name = "stream-threads", .env = "VOXD_STREAM_THREADS", NUM(OPT_INT, stream_threads, 1, 256),
