@@ -151,7 +151,7 @@ static void sink_wake(void *user) {
         c->poll_queued = true;
         schedule_locked(p, c);
     } else if (!c->poll_queued) {
-        vx_error("stream %s: cannot queue its results (out of memory); they follow with the next frame",
+        vx_error("stream %s: cannot queue its results (out of memory); they follow with the next frame or tick",
                  c->ws ? vx_ws_id(c->ws) : "?");
     }
     pthread_mutex_unlock(&p->mu);
@@ -219,13 +219,18 @@ static void handle(conn *c, const task *t) {
              * goes on muted; the connection lives until it completes. */
             char reason[48];
             snprintf(reason, sizeof reason, t->code == VX_WS_GOING_AWAY ? "closed_idle_or_shutdown" : "client_closed");
-            if (vx_stream_session_end(c->session, false, reason, &err) == 1) c->ending = true;
-            else c->ending = false;
+            c->ending = vx_stream_session_end(c->session, false, reason, &err) == 1;
         }
         return;
     }
-    if (t->kind == TASK_POLL) {
+    /* while an end waits for decodes, ticks renew the lease and poll too
+     * (a wake that could not be queued is retried within a second) */
+    if (t->kind == TASK_POLL || (t->kind == TASK_TICK && c->ending)) {
         if (c->finished) return;
+        if (t->kind == TASK_TICK && vx_stream_session_tick(c->session, &err) != 0) {
+            fail(c, &err);
+            return;
+        }
         int rc = vx_stream_session_poll(c->session, &err);
         if (rc < 0) fail(c, &err);
         else if (rc == 1) closing(c);
